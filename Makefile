@@ -1,0 +1,78 @@
+# ai-incident-operator: every target does its own set-up on a fresh Debian 12 machine.
+# Slow downloads and builds are cached under $(CACHE) and reused.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CACHE ?= $(HOME)/.cache/ai-incident-operator
+K8S_BIN := $(CACHE)/k8s-1.20/bin
+TOOLS_BIN := $(CACHE)/tools/bin
+LOCAL := .local
+KUBECONFIG_LOCAL := $(LOCAL)/kubeconfig
+# The harness honours KUBEBUILDER_ASSETS (etcd, kube-apiserver, kube-controller-manager).
+export KUBEBUILDER_ASSETS ?= $(K8S_BIN)
+export PATH := $(abspath $(BIN)):$(TOOLS_BIN):$(PATH)
+
+.PHONY: help deps venv system-deps cluster-binaries tools cluster cluster-down crds demo demo-down \
+        lint format test test-unit test-integration bench clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+system-deps: ## install the Debian packages (etcd, Go, Prometheus, Alertmanager, ...)
+	@hack/install-system-deps.sh
+
+$(BIN)/aiincident: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+venv: $(BIN)/aiincident ## create .venv with the operator and its dev tools
+
+cluster-binaries: system-deps ## build kube-apiserver and kube-controller-manager once (cached)
+	@if [ "$(KUBEBUILDER_ASSETS)" = "$(K8S_BIN)" ]; then hack/build-kube.sh $(CACHE)/k8s-1.20 >/dev/null; fi
+
+tools: system-deps ## fetch kubectl and helm once (cached)
+	@hack/fetch-tools.sh $(CACHE)/tools >/dev/null
+
+deps: system-deps venv cluster-binaries tools ## everything the tests and the demo need
+
+cluster: deps ## start the local control plane in the background; kubeconfig in .local/kubeconfig
+	@$(BIN)/python -m ai_incident_operator.localcluster up $(LOCAL)/cluster >/dev/null
+	@cp $(LOCAL)/cluster/kubeconfig $(KUBECONFIG_LOCAL)
+	@echo "control plane ready: export KUBECONFIG=$(abspath $(KUBECONFIG_LOCAL))"
+
+cluster-down: demo-down ## stop the local control plane and remove its data
+	@$(BIN)/python -m ai_incident_operator.localcluster down $(LOCAL)/cluster 2>/dev/null || true
+	@rm -f $(KUBECONFIG_LOCAL)
+
+crds: cluster ## install the CRDs into the local control plane
+	@kubectl --kubeconfig $(KUBECONFIG_LOCAL) apply -f crds/ >/dev/null
+	@kubectl --kubeconfig $(KUBECONFIG_LOCAL) wait --for condition=Established --timeout=60s -f crds/ >/dev/null
+
+demo: crds ## the main job on the local control plane: an incident, triaged and mitigated
+	@hack/demo.sh $(KUBECONFIG_LOCAL) $(LOCAL)
+
+demo-down: ## stop the demo's operator
+	@if [ -f $(LOCAL)/operator.pid ]; then kill $$(cat $(LOCAL)/operator.pid) 2>/dev/null || true; rm -f $(LOCAL)/operator.pid; fi
+
+lint: venv ## ruff lint and format check
+	@$(BIN)/ruff check operator tests
+	@$(BIN)/ruff format --check operator tests
+
+format: venv ## apply ruff's formatting and fixes
+	@$(BIN)/ruff format operator tests
+	@$(BIN)/ruff check --fix operator tests
+
+test-unit: venv ## the pure core, no cluster
+	@$(BIN)/pytest -q tests/unit
+
+test: deps lint ## lint, unit, integration and e2e tests against a real control plane
+	@$(BIN)/pytest -q -p no:cacheprovider tests
+
+bench: deps ## benchmarks; figures in bench-results/
+	@$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+clean: cluster-down ## remove .venv and .local (the binary cache stays)
+	rm -rf $(VENV) $(LOCAL) *.egg-info operator/*.egg-info

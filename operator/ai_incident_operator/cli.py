@@ -1,0 +1,74 @@
+"""The `aiincident` command (also installed as `kubectl-aiincident`, a kubectl plugin).
+
+`run` starts the operator; the other sub-commands are for people working an incident.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from . import __version__, kube
+
+
+def _run(args: argparse.Namespace) -> int:
+    import kopf
+
+    from . import handlers  # noqa: F401 - registers the kopf handlers
+
+    kube.load_config()
+    liveness = f"http://{args.liveness_listen}/healthz" if args.liveness_listen else None
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    asyncio.run(
+        kopf.operator(
+            clusterwide=not args.namespace,
+            namespaces=args.namespace or [],
+            liveness_endpoint=liveness,
+        )
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aiincident", description="Incident response for AI systems on Kubernetes."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the operator")
+    run.add_argument(
+        "--namespace",
+        action="append",
+        metavar="NS",
+        help="watch this namespace (repeatable; default: all)",
+    )
+    run.add_argument(
+        "--liveness-listen",
+        metavar="HOST:PORT",
+        default="0.0.0.0:8081",
+        help="serve kopf's liveness probe at http://HOST:PORT/healthz ('' to turn off)",
+    )
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    run.set_defaults(func=_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except kube.ConfigError as err:
+        print(f"aiincident: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Fixtures: one real control plane per test session, a namespace per test, the operator.
+
+USE_EXISTING_CLUSTER=1 runs the same suites against the cluster in KUBECONFIG
+(kind, or any real cluster), as controller-runtime's envtest does.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import kubernetes
+import pytest
+import yaml
+
+from ai_incident_operator import localcluster
+from kit import REPO, OperatorProcess, wait_for
+
+THIRDPARTY_CRDS = REPO.parent / "shared" / "thirdparty-crds"
+
+
+def _apply_crds(paths: list[Path]) -> None:
+    api = kubernetes.client.ApiextensionsV1Api()
+    names = []
+    for path in paths:
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc or doc.get("kind") != "CustomResourceDefinition":
+                continue
+            names.append(doc["metadata"]["name"])
+            try:
+                api.create_custom_resource_definition(doc)
+            except kubernetes.client.ApiException as err:
+                if err.status != 409:
+                    raise
+                current = api.read_custom_resource_definition(doc["metadata"]["name"])
+                doc["metadata"]["resourceVersion"] = current.metadata.resource_version
+                api.replace_custom_resource_definition(doc["metadata"]["name"], doc)
+
+    def established() -> bool:
+        for name in names:
+            conds = api.read_custom_resource_definition(name).status.conditions or []
+            if not any(c.type == "Established" and c.status == "True" for c in conds):
+                return False
+        return True
+
+    wait_for(established, 30, "CRDs to be established")
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Path]:
+    """A real kube-apiserver; yields its admin kubeconfig, also exported as KUBECONFIG."""
+    if os.environ.get("USE_EXISTING_CLUSTER") == "1":
+        kubeconfig = Path(os.environ.get("KUBECONFIG", Path.home() / ".kube" / "config"))
+        local = None
+    else:
+        root = Path(tempfile.mkdtemp(prefix="aiincident-cp-")) / "cluster"
+        try:
+            local = localcluster.up(root)
+        except localcluster.ClusterError as err:
+            pytest.fail(str(err), pytrace=False)
+        kubeconfig = local.kubeconfig
+    os.environ["KUBECONFIG"] = str(kubeconfig)
+    kubernetes.config.load_kube_config(config_file=str(kubeconfig))
+    _apply_crds(sorted((REPO / "crds").glob("*.yaml")))
+    if THIRDPARTY_CRDS.exists():
+        _apply_crds(sorted(THIRDPARTY_CRDS.glob("*.yaml")))
+    yield kubeconfig
+    if local is not None:
+        localcluster.down(local.root)
+
+
+@pytest.fixture
+def namespace(cluster: Path) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core = kubernetes.client.CoreV1Api()
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    # Incidents hold finalizers; the operator may be gone, so drop them before deleting.
+    custom = kubernetes.client.CustomObjectsApi()
+    for item in custom.list_namespaced_custom_object(
+        "aiincident.io", "v1alpha1", name, "aiincidents"
+    )["items"]:
+        custom.patch_namespaced_custom_object(
+            "aiincident.io",
+            "v1alpha1",
+            name,
+            "aiincidents",
+            item["metadata"]["name"],
+            {"metadata": {"finalizers": None}},
+        )
+    core.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: Path) -> Iterator[OperatorProcess]:
+    """The operator, watching all namespaces, for the whole session."""
+    proc = OperatorProcess("session").start()
+    yield proc
+    proc.stop()

@@ -1,0 +1,126 @@
+"""Helpers the test suites share: waiting, kubectl, and running the operator as a process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import kubernetes
+
+from ai_incident_operator import GROUP, VERSION
+
+T = TypeVar("T")
+REPO = Path(__file__).resolve().parent.parent
+LOGS = REPO / ".local" / "test-logs"
+
+
+def wait_for(check: Callable[[], T], timeout: float = 30.0, what: str = "condition") -> T:
+    """Poll CHECK until it returns something truthy; fail with its last result."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except kubernetes.client.ApiException as err:
+            last = err
+        else:
+            if last:
+                return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def kubectl(
+    *args: str, check: bool = True, input: str | None = None
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["kubectl", *args], capture_output=True, text=True, check=check, input=input
+    )
+
+
+def get_incident(namespace: str, name: str) -> dict:
+    return kubernetes.client.CustomObjectsApi().get_namespaced_custom_object(
+        GROUP, VERSION, namespace, "aiincidents", name
+    )
+
+
+def create_incident(namespace: str, name: str, spec: dict) -> dict:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "AIIncident",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+    return kubernetes.client.CustomObjectsApi().create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "aiincidents", body
+    )
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class OperatorProcess:
+    """`aiincident run` as a user runs it, in its own process, so tests can kill it."""
+
+    def __init__(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.args = list(args)
+        self.env = {**os.environ, **(env or {})}
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        LOGS.mkdir(parents=True, exist_ok=True)
+        self.log_path = LOGS / f"operator-{name}.log"
+
+    def start(self) -> OperatorProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
+        argv = [
+            sys.executable,
+            "-m",
+            "ai_incident_operator.cli",
+            "run",
+            "--liveness-listen",
+            f"127.0.0.1:{self.port}",
+            *self.args,
+        ]
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        wait_for(self._live, 30, f"operator {self.name} liveness (log: {self.log_path})")
+        return self
+
+    def _live(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"operator exited {self.proc.returncode}:\n{self.log_tail()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, with no chance to clean up."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
