@@ -42,5 +42,6 @@ def detect(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
     if (body.get("status") or {}).get("phase"):
         return
     status = detected_status(dict(body))
-    kube.patch_incident_status(namespace, name, body["metadata"].get("resourceVersion"), status)
+    ref = kube.Ref("AIIncident", namespace, name)
+    kube.patch_status(ref, status, body["metadata"].get("resourceVersion"))
     events.record(dict(body), "Detected", status["timeline"][0]["message"])

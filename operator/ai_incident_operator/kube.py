@@ -6,12 +6,18 @@ kopf runs in threads) or through `asyncio.to_thread`, never on the event loop.
 
 from __future__ import annotations
 
+import json
 import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import kubernetes
 from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
 
 from . import GROUP, VERSION
 
@@ -76,13 +82,168 @@ def operator_namespace() -> str:
         return "default"
 
 
-def patch_incident_status(
-    namespace: str, name: str, resource_version: str | None, status: dict
-) -> dict:
-    """Write an incident's status; with a resourceVersion, fail with 409 if it changed since read."""
-    body: dict = {"status": status}
+# --- Objects as plain dicts --------------------------------------------------------------
+# Every object the operator reads or changes goes through these few calls, as JSON
+# dicts (no model classes): one code path for core kinds and custom resources alike.
+
+
+@dataclass(frozen=True)
+class Kind:
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(self, namespace: str | None = None, name: str | None = None) -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        return f"{base}/{name}" if name else base
+
+
+KINDS = {
+    k.kind: k
+    for k in (
+        Kind("apps", "v1", "deployments", "Deployment"),
+        Kind("", "v1", "services", "Service"),
+        Kind("", "v1", "configmaps", "ConfigMap"),
+        Kind("", "v1", "secrets", "Secret"),
+        Kind("", "v1", "events", "Event"),
+        Kind("", "v1", "namespaces", "Namespace", namespaced=False),
+        Kind("autoscaling", "v1", "horizontalpodautoscalers", "HorizontalPodAutoscaler"),
+        Kind("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler/v2"),
+        Kind(
+            "autoscaling", "v2beta2", "horizontalpodautoscalers", "HorizontalPodAutoscaler/v2beta2"
+        ),
+        Kind("networking.istio.io", "v1beta1", "virtualservices", "VirtualService"),
+        Kind("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute"),
+        Kind("keda.sh", "v1alpha1", "scaledobjects", "ScaledObject"),
+        Kind("monitoring.coreos.com", "v1", "prometheusrules", "PrometheusRule"),
+        Kind(GROUP, VERSION, "aiincidents", "AIIncident"),
+        Kind(GROUP, VERSION, "mitigationpolicies", "MitigationPolicy"),
+        Kind(
+            GROUP, VERSION, "clustermitigationpolicies", "ClusterMitigationPolicy", namespaced=False
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Ref:
+    """One object: kind (a KINDS key), namespace, name."""
+
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+def _call(method: str, path: str, body: Any = None, query: list | None = None) -> Any:
+    headers = {"Accept": "application/json", "Content-Type": "application/json"}
+    if method == "PATCH":
+        headers["Content-Type"] = "application/merge-patch+json"
+    resp = api_client().call_api(
+        path, method, query_params=query or [], header_params=headers, body=body,
+        auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True,
+    )  # fmt: skip
+    data = resp.data
+    return json.loads(data) if data else None
+
+
+def get(ref: Ref) -> dict | None:
+    """The object, or None when it does not exist (or its kind is not installed)."""
+    try:
+        return _call("GET", KINDS[ref.kind].path(ref.namespace, ref.name))
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+
+
+def replace(ref: Ref, body: dict) -> dict:
+    """PUT: body carries metadata.resourceVersion, so a concurrent change fails with 409."""
+    return _call("PUT", KINDS[ref.kind].path(ref.namespace, ref.name), body)
+
+
+def create(kind: str, namespace: str, body: dict) -> dict:
+    return _call("POST", KINDS[kind].path(namespace), body)
+
+
+def patch(ref: Ref, body: dict) -> dict:
+    return _call("PATCH", KINDS[ref.kind].path(ref.namespace, ref.name), body)
+
+
+def delete(ref: Ref) -> bool:
+    """Delete; False if it was already gone."""
+    try:
+        _call("DELETE", KINDS[ref.kind].path(ref.namespace, ref.name))
+        return True
+    except ApiException as err:
+        if err.status == 404:
+            return False
+        raise
+
+
+def list_objects(kind: str, namespace: str | None, label_selector: str = "") -> list[dict]:
+    query = [("labelSelector", label_selector)] if label_selector else []
+    return _call("GET", KINDS[kind].path(namespace), query=query)["items"]
+
+
+_installed: dict[str, tuple[float, bool]] = {}
+INSTALLED_TTL = 30.0  # seconds a discovery answer is trusted; CRDs come and go rarely
+
+
+def kind_installed(kind: str) -> bool:
+    """Whether the apiserver serves KIND (a CRD such as PrometheusRule may be absent)."""
+    cached = _installed.get(kind)
+    if cached and time.monotonic() - cached[0] < INSTALLED_TTL:
+        return cached[1]
+    _installed[kind] = (time.monotonic(), _discover(kind))
+    return _installed[kind][1]
+
+
+def _discover(kind: str) -> bool:
+    k = KINDS[kind]
+    try:
+        resources = _call("GET", f"/apis/{k.group}/{k.version}" if k.group else f"/api/{k.version}")
+    except ApiException as err:
+        if err.status == 404:
+            return False
+        raise
+    return any(r["name"] == k.plural for r in resources.get("resources", []))
+
+
+def update(ref: Ref, mutate: Callable[[dict], bool], attempts: int = 5) -> tuple[dict | None, bool]:
+    """Read, MUTATE in place, write with the read resourceVersion; retry on conflict.
+
+    MUTATE returns whether it changed anything; nothing is written when it did not.
+    Returns the object as last seen (None when it does not exist) and whether it was written.
+    """
+    for attempt in range(attempts):
+        obj = get(ref)
+        if obj is None:
+            return None, False
+        if not mutate(obj):
+            return obj, False
+        try:
+            return replace(ref, obj), True
+        except ApiException as err:
+            if err.status != 409 or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def patch_status(ref: Ref, status: dict, resource_version: str | None = None) -> dict:
+    """Merge-patch the status subresource; with a resourceVersion, 409 if the object changed."""
+    body: dict[str, Any] = {"status": status}
     if resource_version:
         body["metadata"] = {"resourceVersion": resource_version}
-    return custom().patch_namespaced_custom_object_status(
-        GROUP, VERSION, namespace, "aiincidents", name, body
-    )
+    return _call("PATCH", KINDS[ref.kind].path(ref.namespace, ref.name) + "/status", body)

@@ -1,0 +1,71 @@
+"""ScaleToZero: take the model offline (the playbook's severity-1 "take the system offline").
+
+Sets the Deployment's replicas to 0. A KEDA ScaledObject on it would scale it back
+up, so it is paused at 0 first (`autoscaling.keda.sh/paused-replicas: "0"`); an
+HPA stops by itself at 0 replicas, which the action confirms from the HPA's
+`ScalingActive=False/ScalingDisabled` condition. Undo, in reverse order: replicas
+back as they were, then the ScaledObject's annotations as they were.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import kube
+from ..fieldpath import ABSENT, escape, get, join
+from ..kube import Ref
+from .base import ActionContext, Change, FieldAction
+
+KEDA_PAUSE = "autoscaling.keda.sh/paused-replicas"
+REPLICAS = "/spec/replicas"
+
+
+def _scales(obj: dict[str, Any], deployment: str) -> bool:
+    ref = obj.get("spec", {}).get("scaleTargetRef", {})
+    return ref.get("name") == deployment and ref.get("kind", "Deployment") == "Deployment"
+
+
+def scaled_objects(namespace: str, deployment: str) -> list[dict]:
+    if not kube.kind_installed("ScaledObject"):
+        return []
+    return [o for o in kube.list_objects("ScaledObject", namespace) if _scales(o, deployment)]
+
+
+def hpas(namespace: str, deployment: str) -> list[dict]:
+    """HPAs on the Deployment, read with their conditions (autoscaling/v2, else v2beta2 on < 1.23)."""
+    for kind in ("HorizontalPodAutoscaler/v2", "HorizontalPodAutoscaler/v2beta2"):
+        if kube.kind_installed(kind):
+            return [o for o in kube.list_objects(kind, namespace) if _scales(o, deployment)]
+    return []
+
+
+def hpa_state(hpa: dict[str, Any]) -> str:
+    """What the HPA says about scaling, e.g. 'ScalingActive=False/ScalingDisabled'."""
+    for cond in hpa.get("status", {}).get("conditions") or []:
+        if cond.get("type") == "ScalingActive":
+            return f"ScalingActive={cond.get('status')}/{cond.get('reason')}"
+    return "no ScalingActive condition yet"
+
+
+class ScaleToZero(FieldAction):
+    type = "ScaleToZero"
+
+    def changes(self, ctx: ActionContext) -> list[Change]:
+        name = ctx.target["metadata"]["name"]
+        pause = join("metadata", "annotations", escape(KEDA_PAUSE))
+        result = [
+            Change(
+                Ref("ScaledObject", ctx.namespace, so["metadata"]["name"]),
+                {pause: "0"},
+                "paused at 0",
+            )
+            for so in scaled_objects(ctx.namespace, name)
+        ]
+        replicas = get(ctx.target, REPLICAS)
+        before = 1 if replicas is ABSENT else replicas
+        result.append(Change(ctx.target_ref, {REPLICAS: 0}, f"replicas {before} -> 0"))
+        return result
+
+    def verify(self, ctx: ActionContext) -> str:
+        found = hpas(ctx.namespace, ctx.target["metadata"]["name"])
+        return "; ".join(f"HPA {h['metadata']['name']}: {hpa_state(h)}" for h in found)
