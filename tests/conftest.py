@@ -20,6 +20,12 @@ from ai_incident_operator import localcluster
 from kit import REPO, OperatorProcess, wait_for
 
 THIRDPARTY_CRDS = REPO.parent / "shared" / "thirdparty-crds"
+PROTECTED_NAMESPACE = "aiincident-protected-test"
+# Short resync so that tests of repair and re-planning finish in seconds.
+OPERATOR_ENV = {
+    "AIINCIDENT_RESYNC_SECONDS": "2",
+    "AIINCIDENT_PROTECTED_NAMESPACES": PROTECTED_NAMESPACE,
+}
 
 
 def _apply_crds(paths: list[Path]) -> None:
@@ -74,7 +80,18 @@ def cluster() -> Iterator[Path]:
 
 @pytest.fixture
 def namespace(cluster: Path) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
+    """A fresh namespace that the session's operator watches."""
+    yield from _namespace("t")
+
+
+@pytest.fixture
+def solo_namespace(cluster: Path) -> Iterator[str]:
+    """A fresh namespace that the session's operator does not watch, for a test's own operator."""
+    yield from _namespace("solo")
+
+
+def _namespace(prefix: str) -> Iterator[str]:
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     core = kubernetes.client.CoreV1Api()
     core.create_namespace({"metadata": {"name": name}})
     yield name
@@ -97,6 +114,8 @@ def namespace(cluster: Path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def operator(cluster: Path) -> Iterator[OperatorProcess]:
     """The operator, watching all namespaces, for the whole session."""
-    proc = OperatorProcess("session").start()
+    proc = OperatorProcess(
+        "session", "--namespace", "t-*", "--namespace", PROTECTED_NAMESPACE, env=OPERATOR_ENV
+    ).start()
     yield proc
     proc.stop()

@@ -84,7 +84,7 @@ class OperatorProcess:
         self.log_path = LOGS / f"operator-{name}.log"
 
     def start(self) -> OperatorProcess:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
+        log = open(self.log_path, "wb")  # noqa: SIM115 - the child owns it
         argv = [
             sys.executable,
             "-m",
@@ -124,3 +124,85 @@ class OperatorProcess:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+# --- A model workload as the playbook's examples have it ----------------------------------
+
+
+def deployment(
+    name: str, labels: dict[str, str], replicas: int = 3, image: str = "registry.local/llm:v42"
+) -> dict:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [
+                        {"name": "llm", "image": image, "ports": [{"containerPort": 8000}]}
+                    ]
+                },
+            },
+        },
+    }
+
+
+def service(name: str, app: str, port: int = 80, target_port: int | str = 8000) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {
+            "selector": {"app": app},
+            "ports": [{"name": "http", "port": port, "targetPort": target_port}],
+        },
+    }
+
+
+def virtual_service(name: str, host: str) -> dict:
+    return {
+        "apiVersion": "networking.istio.io/v1beta1",
+        "kind": "VirtualService",
+        "metadata": {"name": name},
+        "spec": {
+            "hosts": [host],
+            "http": [{"name": "primary", "route": [{"destination": {"host": host}}]}],
+        },
+    }
+
+
+def policy_body(name: str, spec: dict, kind: str = "MitigationPolicy") -> dict:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": kind,
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def spec_snapshot(obj: dict) -> dict:
+    """What a person would diff: the object minus the fields the apiserver keeps moving."""
+    import copy
+
+    snap = copy.deepcopy(obj)
+    meta = snap["metadata"]
+    for key in (
+        "resourceVersion",
+        "managedFields",
+        "generation",
+        "uid",
+        "creationTimestamp",
+        "selfLink",
+    ):
+        meta.pop(key, None)
+    snap.pop("status", None)
+    # Written by the Deployment controller on every template change, not by the operator.
+    annotations = meta.get("annotations") or {}
+    annotations.pop("deployment.kubernetes.io/revision", None)
+    if not annotations:
+        meta.pop("annotations", None)
+    return snap

@@ -28,6 +28,10 @@ class ConfigError(RuntimeError):
     """No usable cluster configuration; the message says what to do."""
 
 
+class TransientError(RuntimeError):
+    """Worth trying again later (the object kept changing, the apiserver is away)."""
+
+
 def load_config() -> None:
     """Load configuration as kubectl does: KUBECONFIG (or ~/.kube/config), else in-cluster."""
     kubeconfig = os.environ.get("KUBECONFIG")
@@ -147,14 +151,21 @@ class Ref:
 
 
 def _call(method: str, path: str, body: Any = None, query: list | None = None) -> Any:
-    headers = {"Accept": "application/json", "Content-Type": "application/json"}
-    if method == "PATCH":
-        headers["Content-Type"] = "application/merge-patch+json"
-    resp = api_client().call_api(
-        path, method, query_params=query or [], header_params=headers, body=body,
-        auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True,
-    )  # fmt: skip
-    data = resp.data
+    """One REST call; JSON in and out as plain dicts; ApiException on any non-2xx answer."""
+    content_type = "application/merge-patch+json" if method == "PATCH" else "application/json"
+    client = api_client()
+    request = client.param_serialize(
+        method=method,
+        resource_path=path,
+        query_params=query or [],
+        header_params={"Accept": "application/json", "Content-Type": content_type},
+        body=body,
+        auth_settings=["BearerToken"],
+    )
+    response = client.call_api(*request)
+    data = response.read()
+    if not 200 <= response.status < 300:
+        raise ApiException(http_resp=response)
     return json.loads(data) if data else None
 
 

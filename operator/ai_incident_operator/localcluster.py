@@ -276,6 +276,8 @@ def up(root: Path, timeout: float = 60.0) -> LocalCluster:
             "root-ca-file": ca,
             "cluster-signing-cert-file": ca,
             "cluster-signing-key-file": root / "ca.key",
+            # Tests wait for what the HPA controller reports; its default period is 15s.
+            "horizontal-pod-autoscaler-sync-period": "1s",
         },
     )
     state = {"server": server, "admin_token": admin_token, "sa_tokens": sa_tokens, "pids": pids}

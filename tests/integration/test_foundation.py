@@ -59,6 +59,7 @@ def test_policy_with_unknown_action_type_is_rejected(namespace):
 
 
 def test_new_incident_is_detected_with_conditions_and_event(namespace, operator):
+    # The workload "m" does not exist: the incident stays Detected and says why.
     create_incident(
         namespace,
         "leak",
@@ -76,7 +77,10 @@ def test_new_incident_is_detected_with_conditions_and_event(namespace, operator)
     assert status["detectedAt"]
     assert status["observedGeneration"] == incident["metadata"]["generation"]
     assert [c["type"] for c in status["conditions"]] == list(INCIDENT_CONDITION_TYPES)
-    assert all(c["status"] == "Unknown" for c in status["conditions"])
+    triaged = status["conditions"][0]
+    assert (triaged["status"], triaged["reason"]) == ("False", "TargetNotFound")
+    assert "Deployment " + namespace + "/m not found" in triaged["message"]
+    assert all(c["status"] == "Unknown" for c in status["conditions"][1:])
     assert status["timeline"][0]["type"] == "Detected"
     assert "finalizer" not in json.dumps(incident["metadata"].get("annotations", {}))
 

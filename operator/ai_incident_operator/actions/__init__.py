@@ -1,21 +1,25 @@
 """Mitigation actions, one module per `type` of the policy's `responses[].actions[]`.
 
-Each module defines one `Action` subclass and registers it by its type name; the
-engine looks actions up here and never needs to know what they do.
+Each module defines one `Action` subclass, registered by its type name on import;
+the engine looks actions up here and never needs to know what they do.
 """
 
 from __future__ import annotations
 
+import importlib
+
 from .base import REGISTRY, Action, ActionContext, ActionError, Outcome
 
-__all__ = ["REGISTRY", "Action", "ActionContext", "ActionError", "Outcome", "get"]
+__all__ = ["Action", "ActionContext", "ActionError", "Outcome", "get", "registry"]
+MODULES = ("scale", "traffic", "guardrail", "config", "monitoring", "notify")
+
+
+def registry() -> dict[str, Action]:
+    """Every action by its type name."""
+    for module in MODULES:
+        importlib.import_module(f"{__name__}.{module}")
+    return REGISTRY
 
 
 def get(type_: str) -> Action:
-    _load()
-    return REGISTRY[type_]
-
-
-def _load() -> None:
-    # Importing a module registers its action.
-    from . import scale  # noqa: F401
+    return registry()[type_]

@@ -37,6 +37,11 @@ class ActionContext:
     spec: dict[str, Any]  # this action's entry in the policy
     policy: dict[str, Any]  # the policy's spec
     dry_run: bool = False
+    key: str = ""  # the action's key as recorded when applied; the engine sets it
+
+    def __post_init__(self) -> None:
+        if not self.key and self.spec.get("type") in REGISTRY:
+            self.key = REGISTRY[self.spec["type"]].key(self.spec)
 
     @property
     def namespace(self) -> str:
@@ -75,6 +80,11 @@ class Action:
     """One mitigation type. Subclasses set `type` and are registered on definition."""
 
     type: ClassVar[str]
+    # Done once per incident rather than once per target (a notification, a rule).
+    per_incident: ClassVar[bool] = False
+    # Not repeated while Applied (re-sending a notification is noise); others are re-applied
+    # on every pass, which is free when nothing changed and repairs what someone reverted.
+    once: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -118,7 +128,7 @@ class FieldAction(Action):
         objects = [str(c.ref) for c in changes]
         if ctx.dry_run:
             return Outcome("DryRun", f"would set {summary}", objects)
-        key = self.key(ctx.spec)
+        key = ctx.key
         outcome = Outcome("Applied", summary, objects)
         for change in changes:
             reverted: list[str] = []
@@ -148,7 +158,7 @@ class FieldAction(Action):
         return outcome
 
     def revert(self, ctx: ActionContext, objects: list[str]) -> Outcome:
-        key = self.key(ctx.spec)
+        key = ctx.key
         done: list[str] = []
         for name in reversed(objects):  # undo in the reverse order of apply
             kind, _, obj_name = name.partition("/")

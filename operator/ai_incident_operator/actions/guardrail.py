@@ -1,0 +1,215 @@
+"""GuardrailSidecar: put a filtering sidecar in front of the model (the engine calls it).
+
+Adds the policy's container to the Deployment's pod template and, optionally,
+points a Service port at the sidecar, so requests pass the guardrail before they
+reach the model. The ledger records the container as absent, so undo removes
+exactly that container; undo runs in reverse order, so the Service port goes
+back to the model before the sidecar disappears.
+
+`plan` is pure (dicts in, Changes out); `GuardrailSidecar.changes` only fetches
+the Service and asks the apiserver how it stores the container (see `as_stored`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from .. import kube, ledger
+from ..fieldpath import ABSENT, get, put
+from ..kube import Ref
+from .base import ActionContext, ActionError, Change, FieldAction
+
+CONTAINERS = "/spec/template/spec/containers"
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def container_path(name: str) -> str:
+    return f"{CONTAINERS}[name={name}]"
+
+
+def _port_number(port: Any) -> int | None:
+    """PORT as a number when it is one (8080 or "8080"), else None (a port name)."""
+    if isinstance(port, bool):
+        return None
+    if isinstance(port, int):
+        return port
+    if isinstance(port, str) and port.isdigit():
+        return int(port)
+    return None
+
+
+def _target_port(value: Any) -> int | str:
+    # "8001" would be stored as a (invalid) port *name*; the policy author meant the number.
+    number = _port_number(value)
+    return number if number is not None else value
+
+
+def service_port_path(service: dict[str, Any], port: Any) -> str:
+    """The path of PORT's targetPort in SERVICE; PORT is a port name or number.
+
+    Items are chosen by name, which stays right when ports are reordered. Field
+    paths compare keys as strings, so a port number is resolved to its port's
+    name; only a single-port Service may leave its port unnamed, and then it is
+    item 0.
+    """
+    name = service["metadata"]["name"]
+    ports = service.get("spec", {}).get("ports") or []
+    number = _port_number(port)
+    for index, item in enumerate(ports):
+        if (number is not None and item.get("port") == number) or (
+            number is None and item.get("name") == port
+        ):
+            if item.get("name"):
+                return f"/spec/ports[name={item['name']}]/targetPort"
+            return f"/spec/ports[{index}]/targetPort"
+    known = ", ".join(
+        f"{p['name']} ({p.get('port')})" if p.get("name") else str(p.get("port")) for p in ports
+    )
+    raise ActionError(f"Service {name} has no port {port}; ports: {known or 'none'}")
+
+
+def plan(
+    namespace: str,
+    deployment: dict[str, Any],
+    spec: dict[str, Any],
+    service: dict[str, Any] | None = None,
+    container: dict[str, Any] | None = None,
+) -> list[Change]:
+    """The Changes for SPEC on DEPLOYMENT (and SERVICE when spec.servicePort is given).
+
+    CONTAINER is the sidecar as the apiserver stores it (defaults filled in);
+    without it, the policy's container is used as written.
+    """
+    sidecar = container if container is not None else spec["container"]
+    name = spec["container"]["name"]
+    dep_name = deployment["metadata"]["name"]
+    path = container_path(name)
+    # A container of that name that no mitigation put there belongs to the workload:
+    # replacing it (say, the model itself) would be an outage, not a guardrail.
+    if get(deployment, path) is not ABSENT and path not in _held_paths(deployment):
+        raise ActionError(
+            f"Deployment {dep_name} already has a container named {name}; "
+            "give the guardrail a name of its own"
+        )
+    result = [
+        Change(
+            Ref("Deployment", namespace, dep_name),
+            {path: sidecar},
+            f"sidecar {name} ({spec['container'].get('image')}) added",
+        )
+    ]
+    port_spec = spec.get("servicePort")
+    if port_spec:
+        if service is None:
+            raise ActionError(f"Service {port_spec['service']} not found in {namespace}")
+        port_path = service_port_path(service, port_spec["port"])
+        # Once held, the field shows our value; the ledger still knows the one before.
+        before = ledger.read(service)["originals"].get(port_path, get(service, port_path))
+        target = _target_port(port_spec["targetPort"])
+        result.append(
+            Change(
+                Ref("Service", namespace, service["metadata"]["name"]),
+                {port_path: target},
+                f"port {port_spec['port']} targetPort {before} -> {target}",
+            )
+        )
+    return result
+
+
+def _held_paths(obj: dict[str, Any]) -> set[str]:
+    return set(ledger.read(obj)["originals"])
+
+
+def as_stored(
+    namespace: str, deployment: dict[str, Any], container: dict[str, Any]
+) -> dict[str, Any]:
+    """CONTAINER as the apiserver would store it in DEPLOYMENT (a server-side dry run).
+
+    The apiserver fills in defaults (imagePullPolicy, terminationMessagePath, port
+    protocols, probe timings). Holding the container exactly as stored keeps a
+    repeated apply a no-op, rather than "contested" on every pass; and an invalid
+    container fails here with the apiserver's own words, before anything is written.
+    """
+    body = copy.deepcopy(deployment)
+    body["metadata"].pop("resourceVersion", None)  # dry run: no need to be conditional
+    path = container_path(container["name"])
+    put(body, path, container)
+    ref = Ref("Deployment", namespace, deployment["metadata"]["name"])
+    try:
+        # kube has no public dry-run call; _call is its one REST path for every kind.
+        result = kube._call(
+            "PUT",
+            kube.KINDS["Deployment"].path(ref.namespace, ref.name),
+            body,
+            query=[("dryRun", "All")],
+        )
+    except ApiException as err:
+        raise ActionError(
+            f"the apiserver rejects sidecar {container['name']}: {_reason(err)}"
+        ) from None
+    stored = get(result, path)
+    return stored if isinstance(stored, dict) else container
+
+
+def _reason(err: ApiException) -> str:
+    try:
+        return json.loads(err.body)["message"]
+    except (TypeError, ValueError, KeyError):
+        return f"{err.status} {err.reason}"
+
+
+class GuardrailSidecar(FieldAction):
+    type = "GuardrailSidecar"
+
+    def key(self, spec: dict[str, Any]) -> str:
+        container = spec.get("container")
+        name = container.get("name") if isinstance(container, dict) else None
+        return f"{self.type}:{name}"
+
+    def validate(self, spec: dict[str, Any], policy: dict[str, Any]) -> list[str]:
+        problems = []
+        container = spec.get("container")
+        if not isinstance(container, dict):
+            problems.append(
+                "GuardrailSidecar: container must be a core/v1 Container object with name and image"
+            )
+        else:
+            name = container.get("name")
+            if not isinstance(name, str) or not name:
+                problems.append("GuardrailSidecar: container has no name")
+            elif not _DNS_LABEL.match(name) or len(name) > 63:
+                problems.append(
+                    f"GuardrailSidecar: container name {name!r} is not a DNS label "
+                    "(lower-case letters, digits and '-', at most 63)"
+                )
+            if not isinstance(container.get("image"), str) or not container.get("image"):
+                problems.append(f"GuardrailSidecar: container {name or '?'} has no image")
+        port = spec.get("servicePort")
+        if port is not None:
+            missing = (
+                [k for k in ("service", "port", "targetPort") if k not in port]
+                if isinstance(port, dict)
+                else []
+            )
+            if not isinstance(port, dict) or missing:
+                problems.append(
+                    "GuardrailSidecar: servicePort needs service, port and targetPort"
+                    + (f" (missing {', '.join(missing)})" if missing else "")
+                )
+        return problems
+
+    def changes(self, ctx: ActionContext) -> list[Change]:
+        port_spec = ctx.spec.get("servicePort")
+        service = (
+            kube.get(Ref("Service", ctx.namespace, port_spec["service"])) if port_spec else None
+        )
+        changes = plan(ctx.namespace, ctx.target, ctx.spec, service)
+        if not ctx.dry_run:
+            path = container_path(ctx.spec["container"]["name"])
+            changes[0].values = {path: as_stored(ctx.namespace, ctx.target, ctx.spec["container"])}
+        return changes

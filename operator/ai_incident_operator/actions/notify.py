@@ -1,0 +1,294 @@
+"""Notify: tell people about the incident through webhooks (the engine calls it).
+
+The action names channels of the policy's `notifications.channels`; each is a
+webhook (Slack's incoming-webhook format, or a Generic JSON object) whose URL is
+in the policy or, better, in a Secret in the operator's own namespace, the only
+place its RBAC lets it read Secrets. Every channel is posted in parallel, with a
+timeout and retries, so one dead endpoint neither blocks nor hides the others.
+The outcome and an Event on the incident name the channels reached and the ones
+that failed, and why; notifying never raises. Undo sends a short "resolved".
+
+The payload builders and `post` are pure enough to test without a cluster.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from .. import __version__, events, kube
+from ..kube import Ref
+from .base import Action, ActionContext, Outcome
+
+TIMEOUT = 5.0  # seconds per request
+BACKOFF = (0.5, 1.0, 2.0)  # the pauses before each retry: 4 tries at most
+USER_AGENT = f"ai-incident-operator/{__version__}"
+
+
+class NotifyError(Exception):
+    """A channel could not be reached; the message says why, without the URL."""
+
+
+@dataclass
+class Delivery:
+    channel: str
+    ok: bool
+    detail: str = ""  # why it failed
+
+
+# --- Payloads -----------------------------------------------------------------------------
+
+
+def _facts(incident: dict[str, Any], target: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a notification says; triage's results (status) win over what was reported (spec)."""
+    meta = incident.get("metadata", {})
+    spec = incident.get("spec") or {}
+    status = incident.get("status") or {}
+    targets = [
+        f"{t.get('kind', 'Deployment')}/{t['name']}"
+        + (
+            f" in {t['namespace']}"
+            if t.get("namespace") not in (None, meta.get("namespace"))
+            else ""
+        )
+        for t in status.get("targets") or []
+        if t.get("name")
+    ]
+    if not targets and target and target.get("metadata", {}).get("name"):
+        targets = [f"{target.get('kind', 'Deployment')}/{target['metadata']['name']}"]
+    if not targets and (spec.get("target") or {}).get("name"):
+        targets = [f"{spec['target'].get('kind', 'Deployment')}/{spec['target']['name']}"]
+    description = spec.get("description") or ""
+    return {
+        "incident": meta.get("name"),
+        "namespace": meta.get("namespace"),
+        "severity": status.get("severity", spec.get("severity")),
+        "category": spec.get("category"),
+        "phase": status.get("phase"),
+        "title": spec.get("title") or description.strip().split("\n")[0] or "(no title)",
+        "description": description,
+        "targets": targets,
+    }
+
+
+def _slack_escape(text: str) -> str:
+    # Slack reads <...> as links and mentions; a title must not ping @channel.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def summary(facts: dict[str, Any], resolved: bool = False) -> str:
+    """One line, e.g. "[SEV1] prod/chat HarmfulOutput: Unsafe advice (Mitigating; Deployment/llm)"."""
+    head = "[RESOLVED]" if resolved else f"[SEV{facts['severity'] or '?'}]"
+    category = f" {facts['category']}" if facts["category"] else ""
+    line = f"{head} {facts['namespace']}/{facts['incident']}{category}: {facts['title']}"
+    if resolved:
+        return line + " (mitigations undone)"
+    details = [d for d in (facts["phase"], ", ".join(facts["targets"])) if d]
+    return line + (f" ({'; '.join(details)})" if details else "")
+
+
+def payload(
+    fmt: str, incident: dict[str, Any], target: dict[str, Any] | None = None, resolved: bool = False
+) -> dict[str, Any]:
+    """The JSON body for a channel of format FMT (Slack, else Generic)."""
+    facts = _facts(incident, target)
+    if fmt == "Slack":
+        return {"text": _slack_escape(summary(facts, resolved))}
+    return {"event": "resolved" if resolved else "incident", **facts}
+
+
+# --- Delivery -----------------------------------------------------------------------------
+
+
+def post(
+    url: str,
+    body: dict[str, Any],
+    *,
+    timeout: float = TIMEOUT,
+    backoff: Sequence[float] | None = None,
+    sleep: Callable[[float], None] | None = None,
+) -> int:
+    """POST BODY as JSON; retry server errors, 429 and network errors. Returns the tries taken.
+
+    Raises NotifyError naming the last failure; the URL (often a secret) is never in it.
+    BACKOFF and SLEEP default to the module's, looked up per call.
+    """
+    backoff = BACKOFF if backoff is None else backoff
+    sleep = sleep or time.sleep
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise NotifyError("the webhook URL is not an http(s) URL")
+    data = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+    tries = len(backoff) + 1
+    for attempt in range(tries):
+        if attempt:
+            sleep(backoff[attempt - 1])
+        request = urllib.request.Request(url, data=data, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as resp:
+                resp.read()
+                if 200 <= resp.status < 300:
+                    return attempt + 1
+                reason = f"HTTP {resp.status}"
+                retry = False  # a redirect or 1xx we did not follow: retrying will not help
+        except urllib.error.HTTPError as err:
+            text = err.read(100).decode(errors="replace").strip().replace("\n", " ")
+            reason = f"HTTP {err.code}" + (f" {text}" if text else "")
+            retry = err.code >= 500 or err.code == 429  # other 4xx: our request is wrong
+        except urllib.error.URLError as err:
+            reason = str(err.reason).replace(url, "<url>")
+            retry = True
+        except TimeoutError:
+            reason = f"no answer within {timeout:g}s"
+            retry = True
+        except (OSError, ValueError) as err:
+            reason = f"{type(err).__name__}: {str(err).replace(url, '<url>')}"
+            retry = isinstance(err, OSError)
+        if not retry:
+            raise NotifyError(reason)
+    raise NotifyError(f"{reason} (after {tries} tries)")
+
+
+def channel_url(channel: dict[str, Any]) -> str:
+    """The webhook URL: webhook.url, else the Secret urlSecretRef in the operator's namespace."""
+    webhook = channel.get("webhook") or {}
+    if webhook.get("url"):
+        return webhook["url"]
+    ref = webhook.get("urlSecretRef")
+    if not ref:
+        raise NotifyError("no webhook.url or webhook.urlSecretRef")
+    namespace = kube.operator_namespace()
+    where = f"Secret {namespace}/{ref['name']}"
+    try:
+        secret = kube.get(Ref("Secret", namespace, ref["name"]))
+    except ApiException as err:
+        raise NotifyError(f"cannot read {where}: {err.status} {err.reason}") from None
+    if secret is None:
+        raise NotifyError(f"{where} not found")
+    value = (secret.get("data") or {}).get(ref["key"])
+    if not value:
+        raise NotifyError(f"{where} has no key {ref['key']}")
+    try:
+        # Stripped: `echo URL | kubectl create secret ...` leaves a newline in the value.
+        return base64.b64decode(value).decode().strip()
+    except (binascii.Error, UnicodeDecodeError):
+        raise NotifyError(f"{where} key {ref['key']} is not a readable URL") from None
+
+
+def defined_channels(policy: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        c["name"]: c
+        for c in (policy.get("notifications") or {}).get("channels") or []
+        if isinstance(c, dict) and c.get("name")
+    }
+
+
+def deliver(
+    names: list[str],
+    policy: dict[str, Any],
+    body_for: Callable[[dict[str, Any]], dict[str, Any]],
+    **post_args: Any,
+) -> list[Delivery]:
+    """Post to every channel in NAMES at once; BODY_FOR(channel) makes each body."""
+    channels = defined_channels(policy)
+
+    def one(name: str) -> Delivery:
+        channel = channels.get(name)
+        try:
+            if channel is None:
+                raise NotifyError("not defined in the policy's notifications.channels")
+            post(channel_url(channel), body_for(channel), **post_args)
+            return Delivery(name, True)
+        except NotifyError as err:
+            return Delivery(name, False, str(err))
+        except Exception as err:  # notifying must never fail the incident's handler
+            return Delivery(name, False, f"{type(err).__name__}: {err}")
+
+    if not names:
+        return []
+    with ThreadPoolExecutor(max_workers=min(len(names), 8)) as pool:
+        return list(pool.map(one, names))
+
+
+def report(deliveries: list[Delivery], verb: str) -> str:
+    """E.g. "notified oncall; failed: pager (HTTP 500 (after 4 tries))"."""
+    ok = [d.channel for d in deliveries if d.ok]
+    failed = [f"{d.channel} ({d.detail})" for d in deliveries if not d.ok]
+    parts = [f"{verb} {', '.join(ok)}"] if ok else []
+    parts += [f"failed: {', '.join(failed)}"] if failed else []
+    return "; ".join(parts) or "no channels"
+
+
+class Notify(Action):
+    type = "Notify"
+    per_incident = True  # one message per incident, however many targets
+    once = True  # sending again on every pass would be noise
+
+    def validate(self, spec: dict[str, Any], policy: dict[str, Any]) -> list[str]:
+        names = spec.get("channels")
+        if not isinstance(names, list) or not names:
+            return ["Notify: channels must name at least one of notifications.channels"]
+        channels = defined_channels(policy)
+        problems = []
+        for name in names:
+            channel = channels.get(name)
+            if channel is None:
+                known = ", ".join(channels) or "none defined"
+                problems.append(
+                    f"Notify: channel {name} is not in notifications.channels ({known})"
+                )
+                continue
+            webhook = channel.get("webhook") or {}
+            url = webhook.get("url")
+            if not url and not webhook.get("urlSecretRef"):
+                problems.append(f"Notify: channel {name} needs webhook.url or webhook.urlSecretRef")
+            elif url and urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+                problems.append(f"Notify: channel {name}: webhook.url is not an http(s) URL")
+        return problems
+
+    def _send(self, ctx: ActionContext, resolved: bool) -> list[Delivery]:
+        return deliver(
+            list(ctx.spec.get("channels") or []),
+            ctx.policy,
+            lambda channel: payload(
+                channel.get("format", "Generic"), ctx.incident, ctx.target, resolved
+            ),
+        )
+
+    def apply(self, ctx: ActionContext) -> Outcome:
+        names = ", ".join(ctx.spec.get("channels") or [])
+        if ctx.dry_run:
+            return Outcome("DryRun", f"would notify {names}")
+        deliveries = self._send(ctx, resolved=False)
+        message = report(deliveries, "notified")
+        failed = any(not d.ok for d in deliveries) or not deliveries
+        events.record(
+            ctx.incident, "NotifyFailed" if failed else "Notified", message, warning=failed
+        )
+        return Outcome(
+            "Failed" if failed else "Applied", message, changed=any(d.ok for d in deliveries)
+        )
+
+    def revert(self, ctx: ActionContext, objects: list[str]) -> Outcome:
+        names = ", ".join(ctx.spec.get("channels") or [])
+        if ctx.dry_run:
+            return Outcome("DryRun", f"would tell {names} the incident is resolved")
+        deliveries = self._send(ctx, resolved=True)
+        message = report(deliveries, "resolved sent to")
+        failed = any(not d.ok for d in deliveries)
+        events.record(
+            ctx.incident, "NotifyFailed" if failed else "Notified", message, warning=failed
+        )
+        # A lost "resolved" message must not hold the incident open: the undo still counts.
+        return Outcome("Reverted", message, objects, changed=any(d.ok for d in deliveries))

@@ -1,0 +1,413 @@
+"""The incident engine: from an AIIncident and the policies to changed workloads and a status.
+
+Level-triggered and restart-safe: `reconcile` reads the incident afresh, decides
+from its spec, the winning policy and the ledgers on the objects, applies or
+undoes actions (each idempotent), and writes the whole status once. Run it again
+after a crash at any line and it lands in the same state. Called by `handlers`
+(on create, update, resume and a periodic timer) and on deletion by `finalize`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from . import actions, events, kube
+from . import policy as mitigation_policy
+from .actions import ActionContext, Outcome
+from .conditions import now_iso, set_condition
+from .durations import duration_or
+from .faults import failpoint
+from .kube import Ref
+from .lifecycle import add_timeline, detected_status, enter_phase
+from .triage import triage
+
+log = logging.getLogger(__name__)
+Body = dict[str, Any]
+HELD = ("Applied",)  # entry states whose changes are in force
+DEFAULT_COOLDOWN = timedelta(0)
+
+
+@dataclass
+class World:
+    """What the engine knows without asking the apiserver (kopf indexes keep it current)."""
+
+    policies: list[Body] = field(default_factory=list)
+    namespace_labels: Callable[[str], dict[str, str]] = lambda ns: {}
+    # When a mitigation of (namespace, target) by another incident was last undone.
+    last_released: Callable[[str, str, str], datetime | None] = lambda ns, target, incident: None
+    protected_namespaces: frozenset[str] = mitigation_policy.BUILTIN_PROTECTED_NAMESPACES
+
+
+@dataclass
+class Step:
+    """One action on one target, as the plan wants it."""
+
+    action: actions.Action
+    spec: dict[str, Any]
+    target: Body
+    entry_target: str  # "Deployment/chat-llm", or "AIIncident/<name>" for per-incident actions
+
+    @property
+    def id(self) -> tuple[str, str]:
+        return (self.action.key(self.spec), self.entry_target)
+
+
+_locks: dict[tuple[str, str], threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def _lock(namespace: str, name: str) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault((namespace, name), threading.Lock())
+
+
+def reconcile(namespace: str, name: str, world: World) -> bool:
+    """Bring one incident up to date. Returns True when failed actions should be retried."""
+    with _lock(namespace, name):
+        for _ in range(5):
+            body = kube.get(Ref("AIIncident", namespace, name))
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                return False
+            status = copy.deepcopy(body.get("status") or {})
+            if not status.get("phase"):
+                status = detected_status(body)
+                events.record(body, "Detected", status["timeline"][0]["message"])
+            retry = _advance(body, status, world, datetime.now(UTC))
+            if status == (body.get("status") or {}):
+                return retry
+            try:
+                kube.patch_status(
+                    Ref("AIIncident", namespace, name), status, body["metadata"]["resourceVersion"]
+                )
+                return retry
+            except ApiException as err:
+                if err.status != 409:
+                    raise
+                log.debug("incident %s/%s changed while reconciling; again", namespace, name)
+        raise kube.TransientError(f"incident {namespace}/{name} kept changing; will retry")
+
+
+def finalize(namespace: str, name: str, body: Body) -> None:
+    """The incident is being deleted: undo everything it still holds."""
+    with _lock(namespace, name):
+        status = copy.deepcopy(body.get("status") or {})
+        _revert(body, status, None, keep=set(), now=datetime.now(UTC))
+
+
+def _advance(body: Body, status: Body, world: World, now: datetime) -> bool:
+    spec = body.get("spec") or {}
+    namespace = body["metadata"]["namespace"]
+    generation = body["metadata"].get("generation")
+    status["observedGeneration"] = generation
+
+    def condition(type_: str, state: str | bool, reason: str, message: str = "") -> None:
+        status["conditions"] = set_condition(
+            status.get("conditions"), type_, state, reason, message, generation=generation, now=now
+        )
+
+    if status.get("phase") in ("Resolved", "Closed"):
+        _close_if_reviewed(body, status, condition, now)
+        return False
+
+    # Targets: the incident's own namespace only.
+    wanted_ns = (spec.get("target") or {}).get("namespace", namespace)
+    if wanted_ns != namespace:
+        condition("Triaged", False, "CrossNamespaceTarget",
+                  f"target namespace {wanted_ns} is not the incident's namespace {namespace}; "
+                  "open the incident in the target's namespace")  # fmt: skip
+        return False
+    targets = resolve_targets(namespace, spec.get("target") or {})
+    if not targets:
+        condition("Triaged", False, "TargetNotFound", _missing_target_message(namespace, spec))
+        return False
+    status["targets"] = [
+        {"kind": "Deployment", "namespace": namespace, "name": t["metadata"]["name"]}
+        for t in targets
+    ]
+
+    chosen = mitigation_policy.select(
+        world.policies, namespace, world.namespace_labels(namespace), targets
+    )
+    severity, reason, message = triage(spec, chosen)
+    if status.get("severity") not in (None, severity):
+        add_timeline(
+            status,
+            "SeverityChanged",
+            f"severity {status['severity']} -> {severity}: {message}",
+            now,
+        )
+        events.record(
+            body, "SeverityChanged", f"severity {status['severity']} -> {severity}: {message}"
+        )
+    status["severity"], status["severityReason"] = severity, message
+    if chosen:
+        status["policyRef"] = mitigation_policy.ref(chosen)
+    else:
+        status.pop("policyRef", None)
+    condition("Triaged", True, reason, message)
+    if status.get("phase") == "Detected":
+        enter_phase(status, "Triaged", f"severity {severity}: {message}", now)
+        events.record(body, "Triaged", f"severity {severity}: {message}")
+
+    policy_spec = (chosen or {}).get("spec") or {}
+    if (spec.get("resolution") or {}).get("requested"):
+        return _resolve(body, status, policy_spec, condition, now)
+
+    blocked = _gate(namespace, targets, chosen, severity, world)
+    if blocked:
+        reason, message = blocked
+        if not any(e.get("state") in HELD for e in status.get("mitigations") or []):
+            condition("Mitigated", False, reason, message)
+        events.record(body, reason, message, warning=reason != "NoPolicy")
+        return False
+
+    response = mitigation_policy.response_for(policy_spec, severity) or {}
+    if response.get("requireApproval") and not spec.get("approved"):
+        condition("Approved", False, "ApprovalRequired",
+                  f"severity {severity} responses need approval: set spec.approved to true")  # fmt: skip
+        if enter_phase(
+            status, "AwaitingApproval", f"severity {severity} response awaits approval", now
+        ):
+            events.record(body, "AwaitingApproval", "set spec.approved: true to apply the response")
+        return False
+    if response.get("requireApproval"):
+        condition("Approved", True, "Approved", "spec.approved is true")
+    else:
+        condition(
+            "Approved", True, "NotRequired", f"severity {severity} responses need no approval"
+        )
+
+    dry_run = bool((policy_spec.get("safety") or {}).get("dryRun"))
+    steps = plan(body, response, targets)
+    cooldown = duration_or((policy_spec.get("safety") or {}).get("cooldown"), DEFAULT_COOLDOWN)
+    entries = _entries(status)
+    failed = []
+    for step in steps:
+        entry_id = step.id
+        previous = entries.get(entry_id, {})
+        outcome = _cooling(step, world, namespace, body, cooldown, now)
+        if outcome is None:
+            if step.action.once and previous.get("state") in HELD:
+                continue
+            ctx = ActionContext(body, step.target, step.spec, policy_spec, dry_run=dry_run)
+            outcome = step.action.apply(ctx)
+        failpoint("after-apply")
+        _record(status, entries, step, outcome, now)
+        if outcome.state == "Failed":
+            failed.append(f"{step.action.type} on {step.entry_target}: {outcome.message}")
+    wanted = {step.id for step in steps}
+    _revert(body, status, policy_spec, keep=wanted, now=now, entries=entries)
+    status["mitigations"] = list(entries.values())
+
+    if dry_run:
+        condition(
+            "Mitigated", False, "DryRun", "dry run: nothing was changed; see status.mitigations"
+        )
+        return False
+    if failed:
+        condition("Mitigated", False, "ActionFailed", "; ".join(failed))
+        if enter_phase(status, "Mitigating", "some mitigations failed; retrying", now):
+            events.record(body, "MitigationFailed", "; ".join(failed), warning=True)
+        return True
+    summary = ", ".join(
+        f"{e['action']} on {e['target']}" for e in entries.values() if e["state"] in HELD
+    )
+    condition("Mitigated", True, "ActionsApplied", summary or "no actions for this severity")
+    if enter_phase(
+        status, "Mitigated", f"severity {severity} response applied: {summary or 'none'}", now
+    ):
+        events.record(
+            body, "Mitigated", f"severity {severity} response applied: {summary or 'none'}"
+        )
+    return False
+
+
+def plan(body: Body, response: dict[str, Any], targets: list[Body]) -> list[Step]:
+    """The steps of RESPONSE over TARGETS, in the policy's order (pure)."""
+    steps: list[Step] = []
+    incident_entry = f"AIIncident/{body['metadata']['name']}"
+    for spec in response.get("actions") or []:
+        action = actions.get(spec["type"])
+        if action.per_incident:
+            steps.append(Step(action, spec, targets[0], incident_entry))
+        else:
+            steps.extend(
+                Step(action, spec, t, f"Deployment/{t['metadata']['name']}") for t in targets
+            )
+    return steps
+
+
+def _gate(
+    namespace: str, targets: list[Body], chosen: Body | None, severity: int, world: World
+) -> tuple[str, str] | None:
+    """Why nothing may be changed for this incident, or None."""
+    spec = (chosen or {}).get("spec") or {}
+    protected = world.protected_namespaces | set(
+        (spec.get("safety") or {}).get("protectedNamespaces") or []
+    )
+    if namespace in protected:
+        return (
+            "ProtectedNamespace",
+            f"namespace {namespace} is protected: the operator changes nothing there",
+        )
+    if chosen is None:
+        return "NoPolicy", (
+            "no ready MitigationPolicy or ClusterMitigationPolicy covers the target: "
+            "triage and notification only, nothing was changed"
+        )
+    max_targets = (spec.get("safety") or {}).get("maxTargets")
+    if max_targets and len(targets) > max_targets:
+        names = ", ".join(t["metadata"]["name"] for t in targets)
+        return "BlastRadiusExceeded", (
+            f"{len(targets)} targets ({names}) exceed safety.maxTargets {max_targets} of "
+            f"{mitigation_policy.describe(chosen)}: nothing was changed; narrow spec.target"
+        )
+    if mitigation_policy.response_for(spec, severity) is None:
+        return (
+            "NoResponse",
+            f"{mitigation_policy.describe(chosen)} has no response for severity {severity}",
+        )
+    return None
+
+
+def _cooling(
+    step: Step, world: World, namespace: str, body: Body, cooldown: timedelta, now: datetime
+) -> Outcome | None:
+    if not cooldown or step.action.per_incident:
+        return None
+    target = step.target["metadata"]["name"]
+    released = world.last_released(namespace, target, body["metadata"]["name"])
+    if released and now - released < cooldown:
+        until = now_iso(released + cooldown)
+        return Outcome(
+            "Skipped",
+            f"cooldown: {target} was mitigated until {now_iso(released)}; not again before {until}",
+        )
+    return None
+
+
+def _entries(status: Body) -> dict[tuple[str, str], Body]:
+    return {(e.get("key") or e["action"], e["target"]): e for e in status.get("mitigations") or []}
+
+
+def _record(status: Body, entries: dict, step: Step, outcome: Outcome, now: datetime) -> None:
+    key, target = step.id
+    entry = entries.get((key, target)) or {}
+    was = entry.get("state")
+    entry.update(
+        action=step.action.type,
+        key=key,
+        target=target,
+        state=outcome.state,
+        message=outcome.message,
+    )
+    if outcome.objects:
+        entry["objects"] = outcome.objects
+    if outcome.state == "Applied" and was != "Applied":
+        entry["appliedAt"] = now_iso(now)
+        entry.pop("revertedAt", None)
+        add_timeline(
+            status, "MitigationApplied", f"{step.action.type} on {target}: {outcome.message}", now
+        )
+    entries[(key, target)] = entry
+
+
+def _revert(
+    body: Body, status: Body, policy_spec: dict | None, keep: set, now: datetime,
+    entries: dict | None = None,
+) -> list[str]:  # fmt: skip
+    """Undo held entries not in KEEP, newest first. Returns the failures, in words."""
+    entries = entries if entries is not None else _entries(status)
+    failures: list[str] = []
+    for entry_id, entry in reversed(list(entries.items())):
+        if entry_id in keep or entry.get("state") not in HELD:
+            continue
+        action = actions.get(entry["action"])
+        spec = _spec_for(policy_spec, entry) or {"type": entry["action"]}
+        target = {"kind": "Deployment", "metadata": {"name": entry["target"].partition("/")[2]}}
+        ctx = ActionContext(
+            body, target, spec, policy_spec or {}, key=entry.get("key") or entry["action"]
+        )
+        try:
+            outcome = action.revert(ctx, entry.get("objects") or [])
+        except ApiException as err:
+            failures.append(f"{entry['action']} on {entry['target']}: {err.reason}")
+            continue
+        entry.update(state="Reverted", revertedAt=now_iso(now), message=outcome.message)
+        add_timeline(
+            status,
+            "MitigationReverted",
+            f"{entry['action']} on {entry['target']}: {outcome.message}",
+            now,
+        )
+    status["mitigations"] = list(entries.values())
+    return failures
+
+
+def _spec_for(policy_spec: dict | None, entry: Body) -> dict | None:
+    for response in (policy_spec or {}).get("responses") or []:
+        for spec in response.get("actions") or []:
+            if spec.get("type") == entry["action"] and actions.get(spec["type"]).key(
+                spec
+            ) == entry.get("key"):
+                return spec
+    return None
+
+
+def _resolve(
+    body: Body, status: Body, policy_spec: dict, condition: Callable, now: datetime
+) -> bool:
+    enter_phase(status, "Resolving", "resolution requested: undoing mitigations", now)
+    failures = _revert(body, status, policy_spec, keep=set(), now=now)
+    if failures:
+        condition("Resolved", False, "UndoFailed", "; ".join(failures))
+        return True
+    condition("Mitigated", False, "Undone", "every mitigation was undone")
+    resolution = (body.get("spec") or {}).get("resolution") or {}
+    message = resolution.get("fix") or "resolution requested"
+    condition("Resolved", True, "ResolutionRequested", message)
+    if enter_phase(status, "Resolved", f"resolved: {message}", now):
+        events.record(body, "Resolved", f"mitigations undone; {message}")
+    _close_if_reviewed(body, status, condition, now)
+    return False
+
+
+def _close_if_reviewed(body: Body, status: Body, condition: Callable, now: datetime) -> None:
+    if ((body.get("spec") or {}).get("review") or {}).get("completed"):
+        condition("Reviewed", True, "ReviewCompleted", "spec.review.completed is true")
+        if enter_phase(status, "Closed", "post-incident review completed", now):
+            events.record(body, "Closed", "post-incident review completed")
+
+
+def resolve_targets(namespace: str, target: dict[str, Any]) -> list[Body]:
+    """The Deployments the incident is about (by name or selector), in its namespace."""
+    if target.get("name"):
+        found = kube.get(Ref("Deployment", namespace, target["name"]))
+        return [found] if found else []
+    if target.get("selector"):
+        selector = mitigation_policy.selector_string(target["selector"])
+        return sorted(
+            kube.list_objects("Deployment", namespace, selector),
+            key=lambda d: d["metadata"]["name"],
+        )
+    return []
+
+
+def _missing_target_message(namespace: str, spec: dict[str, Any]) -> str:
+    target = spec.get("target") or {}
+    if target.get("name"):
+        return (
+            f"Deployment {namespace}/{target['name']} not found: create it or fix spec.target.name"
+        )
+    if target.get("selector"):
+        return f"no Deployment in {namespace} matches spec.target.selector {json.dumps(target['selector'])}"
+    return "spec.target names no workload: set spec.target.name or spec.target.selector"

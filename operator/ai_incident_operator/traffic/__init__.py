@@ -1,0 +1,35 @@
+"""Traffic routers: move a model's traffic to its fallback, one module per backend.
+
+As Flagger's `pkg/router`: `router.Router` is the small interface (read weights,
+set weights) and `get_router(kind)` is the factory the TrafficShift action
+(`actions.traffic`) calls with the policy's `router.kind`:
+
+    Service         service.py   selector moved to the fallback's (all or nothing)
+    VirtualService  istio.py     Istio http route weights
+    HTTPRoute       gateway.py   Gateway API backendRef weights
+"""
+
+from __future__ import annotations
+
+from ..actions.base import ActionError
+from .gateway import HTTPRouteRouter
+from .istio import VirtualServiceRouter
+from .router import Router
+from .service import ServiceRouter
+
+__all__ = ["KINDS", "Router", "get_router"]
+
+_ROUTERS: dict[str, type[Router]] = {
+    r.kind: r for r in (ServiceRouter, VirtualServiceRouter, HTTPRouteRouter)
+}
+KINDS = tuple(_ROUTERS)
+
+
+def get_router(kind: str) -> Router:
+    """The router for KIND; ActionError naming the supported kinds when there is none."""
+    try:
+        return _ROUTERS[kind]()
+    except KeyError:
+        raise ActionError(
+            f"router kind {kind!r} is not supported: use one of {', '.join(KINDS)}"
+        ) from None
