@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import sys
 
 from . import __version__, kube
+
+# Modules that add sub-commands: each has `add_commands(subparsers)`.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -56,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(func=_run)
+    for module in COMMAND_MODULES:
+        importlib.import_module(f"{__package__}.{module}").add_commands(sub)
     return parser
 
 
