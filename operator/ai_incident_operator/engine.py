@@ -70,11 +70,16 @@ def _lock(namespace: str, name: str) -> threading.Lock:
         return _locks.setdefault((namespace, name), threading.Lock())
 
 
-def reconcile(namespace: str, name: str, world: World) -> bool:
-    """Bring one incident up to date. Returns True when failed actions should be retried."""
+def reconcile(namespace: str, name: str, world: World, body: Body | None = None) -> bool:
+    """Bring one incident up to date. Returns True when failed actions should be retried.
+
+    BODY, when the caller has just received it, saves the first read; a stale one
+    costs a 409 on the status write and a fresh read.
+    """
     with _lock(namespace, name):
-        for _ in range(5):
-            body = kube.get(Ref("AIIncident", namespace, name))
+        for attempt in range(5):
+            if body is None or attempt > 0:
+                body = kube.get(Ref("AIIncident", namespace, name))
             if body is None or body["metadata"].get("deletionTimestamp"):
                 return False
             status = copy.deepcopy(body.get("status") or {})
@@ -159,8 +164,9 @@ def _advance(body: Body, status: Body, world: World, now: datetime) -> bool:
         events.record(body, "Triaged", f"severity {severity}: {message}")
 
     policy_spec = (chosen or {}).get("spec") or {}
-    if (spec.get("resolution") or {}).get("requested"):
-        return _resolve(body, status, policy_spec, condition, now)
+    why = resolution_reason(spec, policy_spec)
+    if why:
+        return _resolve(body, status, policy_spec, condition, now, why)
 
     blocked = _gate(namespace, targets, chosen, severity, world)
     if blocked:
@@ -363,18 +369,36 @@ def _spec_for(policy_spec: dict | None, entry: Body) -> dict | None:
     return None
 
 
+def resolution_reason(spec: Body, policy_spec: Body) -> tuple[str, str] | None:
+    """(condition reason, words) when the incident should be resolved, else None (pure)."""
+    resolution = spec.get("resolution") or {}
+    if resolution.get("requested"):
+        return "ResolutionRequested", resolution.get(
+            "fix"
+        ) or "resolution requested in spec.resolution"
+    alerts = spec.get("alerts") or []
+    auto = ((policy_spec.get("resolution") or {}).get("autoResolveWhenAlertsResolve")) is True
+    if auto and alerts and all(a.get("status") == "resolved" for a in alerts):
+        return "AlertsResolved", f"all {len(alerts)} alerts resolved (autoResolveWhenAlertsResolve)"
+    return None
+
+
 def _resolve(
-    body: Body, status: Body, policy_spec: dict, condition: Callable, now: datetime
+    body: Body,
+    status: Body,
+    policy_spec: dict,
+    condition: Callable,
+    now: datetime,
+    why: tuple[str, str],
 ) -> bool:
-    enter_phase(status, "Resolving", "resolution requested: undoing mitigations", now)
+    reason, message = why
+    enter_phase(status, "Resolving", f"{message}: undoing mitigations", now)
     failures = _revert(body, status, policy_spec, keep=set(), now=now)
     if failures:
         condition("Resolved", False, "UndoFailed", "; ".join(failures))
         return True
     condition("Mitigated", False, "Undone", "every mitigation was undone")
-    resolution = (body.get("spec") or {}).get("resolution") or {}
-    message = resolution.get("fix") or "resolution requested"
-    condition("Resolved", True, "ResolutionRequested", message)
+    condition("Resolved", True, reason, message)
     if enter_phase(status, "Resolved", f"resolved: {message}", now):
         events.record(body, "Resolved", f"mitigations undone; {message}")
     _close_if_reviewed(body, status, condition, now)

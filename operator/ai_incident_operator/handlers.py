@@ -9,6 +9,7 @@ are kept in kopf indexes, so handling an incident lists nothing.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from datetime import datetime
@@ -111,12 +112,17 @@ def _world(
     )
 
 
+def _plain(body: kopf.Body) -> dict[str, Any]:
+    """A deep plain-dict copy of a kopf body (its values are the raw dicts), safe to change."""
+    return copy.deepcopy(dict(body))
+
+
 # --- Incidents ----------------------------------------------------------------------------
 
 
-def _reconcile(namespace: str, name: str, retry: int, **kwargs: Any) -> None:
+def _reconcile(namespace: str, name: str, retry: int, body: kopf.Body, **kwargs: Any) -> None:
     try:
-        again = engine.reconcile(namespace, name, _world(**kwargs))
+        again = engine.reconcile(namespace, name, _world(**kwargs), body=_plain(body))
     except kube.TransientError as err:
         raise kopf.TemporaryError(str(err), delay=1) from err
     if again and retry < 5:
@@ -139,7 +145,7 @@ def incident_resync(namespace: str, name: str, status: kopf.Status, **kwargs: An
 
 @kopf.on.delete(*INCIDENTS, id="undo-on-delete")
 def incident_deleted(namespace: str, name: str, body: kopf.Body, **_: Any) -> None:
-    engine.finalize(namespace, name, dict(body))
+    engine.finalize(namespace, name, _plain(body))
 
 
 # --- Policies -----------------------------------------------------------------------------

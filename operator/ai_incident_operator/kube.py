@@ -6,6 +6,7 @@ kopf runs in threads) or through `asyncio.to_thread`, never on the event loop.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import time
@@ -232,14 +233,17 @@ def _discover(kind: str) -> bool:
     return any(r["name"] == k.plural for r in resources.get("resources", []))
 
 
-def update(ref: Ref, mutate: Callable[[dict], bool], attempts: int = 5) -> tuple[dict | None, bool]:
+def update(
+    ref: Ref, mutate: Callable[[dict], bool], attempts: int = 5, current: dict | None = None
+) -> tuple[dict | None, bool]:
     """Read, MUTATE in place, write with the read resourceVersion; retry on conflict.
 
     MUTATE returns whether it changed anything; nothing is written when it did not.
+    CURRENT, a copy just read by the caller, saves the first read.
     Returns the object as last seen (None when it does not exist) and whether it was written.
     """
     for attempt in range(attempts):
-        obj = get(ref)
+        obj = copy.deepcopy(current) if current is not None and attempt == 0 else get(ref)
         if obj is None:
             return None, False
         if not mutate(obj):

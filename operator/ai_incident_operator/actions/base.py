@@ -137,7 +137,8 @@ class FieldAction(Action):
                 reverted[:] = ledger.contested(obj, ctx.holder, key)
                 return ledger.hold(obj, ctx.holder, key, change.values)
 
-            obj, changed = kube.update(change.ref, mutate)
+            current = ctx.target if change.ref == ctx.target_ref else None
+            obj, changed = kube.update(change.ref, mutate, current=current)
             if obj is None:
                 return Outcome("Failed", f"{change.ref} not found", objects)
             if reverted:
