@@ -673,10 +673,13 @@ def test_channel_url_reads_the_secret_in_the_operator_namespace(monkeypatch):
         notify.channel_url(POLICY["notifications"]["channels"][0])
 
 
-def test_notify_reports_each_channel_and_never_raises(hook, monkeypatch):
+@pytest.fixture
+def hooks(hook, monkeypatch) -> dict:
+    """A policy with a working channel and a dead one; no pauses between tries."""
     monkeypatch.setattr(notify, "BACKOFF", (0, 0, 0))
+    monkeypatch.setattr(notify, "_sent", {})  # what earlier tests delivered
     hook.script["/down"] = [500]
-    policy = {
+    return {
         "notifications": {
             "channels": [
                 {"name": "oncall", "format": "Slack", "webhook": {"url": f"{hook.url}/ok"}},
@@ -684,19 +687,40 @@ def test_notify_reports_each_channel_and_never_raises(hook, monkeypatch):
             ]
         }
     }
-    ctx = ActionContext(INCIDENT, DEPLOYMENT, {"channels": ["oncall", "pager", "ghost"]}, policy)
-    outcome = NOTIFY.apply(ctx)
+
+
+def test_notify_reports_each_channel_and_never_raises(hook, hooks):
+    spec = {"type": "Notify", "channels": ["oncall", "pager", "ghost"]}
+    outcome = NOTIFY.apply(ActionContext(INCIDENT, DEPLOYMENT, spec, hooks))
     assert outcome.state == "Failed" and outcome.changed
     assert outcome.message == (
         "notified oncall; failed: pager (HTTP 500 ok (after 4 tries)), "
         "ghost (not defined in the policy's notifications.channels)"
     )
     assert hook.bodies["/ok"][0]["text"].startswith("[SEV2] prod/chat-harmful-output")
-    ok = ActionContext(INCIDENT, DEPLOYMENT, {"channels": ["oncall"]}, policy)
-    assert NOTIFY.apply(ok).state == "Applied"
-    reverted = NOTIFY.revert(ok, [])
+
+
+def test_a_retried_notify_does_not_repeat_itself_to_channels_it_reached(hook, hooks):
+    spec = {"type": "Notify", "channels": ["oncall", "pager"]}
+    NOTIFY.apply(ActionContext(INCIDENT, DEPLOYMENT, spec, hooks))
+    hook.script["/down"] = [200]  # the pager is back
+    again = NOTIFY.apply(ActionContext(INCIDENT, DEPLOYMENT, spec, hooks))
+    assert (again.state, again.message) == ("Applied", "notified pager; sent earlier: oncall")
+    assert len(hook.bodies["/ok"]) == 1
+    other = {**INCIDENT, "metadata": {**INCIDENT["metadata"], "uid": "u-2"}}
+    assert NOTIFY.apply(ActionContext(other, DEPLOYMENT, spec, hooks)).message == (
+        "notified oncall, pager"
+    )
+
+
+def test_notify_undo_says_resolved_once(hook, hooks):
+    ctx = ActionContext(INCIDENT, DEPLOYMENT, {"type": "Notify", "channels": ["oncall"]}, hooks)
+    assert NOTIFY.apply(ctx).state == "Applied"
+    reverted = NOTIFY.revert(ctx, [])
     assert (reverted.state, reverted.message) == ("Reverted", "resolved sent to oncall")
-    assert hook.bodies["/ok"][-1]["text"].startswith("[RESOLVED]")
+    assert hook.bodies["/ok"][-1]["text"].startswith("[RESOLVED] prod/chat-harmful-output")
+    assert NOTIFY.revert(ctx, []).message == "sent earlier: oncall"
+    assert len(hook.bodies["/ok"]) == 2
 
 
 def test_notify_dry_run_sends_nothing():

@@ -6,7 +6,9 @@ in the policy or, better, in a Secret in the operator's own namespace, the only
 place its RBAC lets it read Secrets. Every channel is posted in parallel, with a
 timeout and retries, so one dead endpoint neither blocks nor hides the others.
 The outcome and an Event on the incident name the channels reached and the ones
-that failed, and why; notifying never raises. Undo sends a short "resolved".
+that failed, and why; notifying never raises. A channel already reached for this
+incident is not sent the same message again when the engine retries the action
+for the others. Undo sends a short "resolved".
 
 The payload builders and `post` are pure enough to test without a cluster.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -34,6 +37,11 @@ from .base import Action, ActionContext, Outcome
 TIMEOUT = 5.0  # seconds per request
 BACKOFF = (0.5, 1.0, 2.0)  # the pauses before each retry: 4 tries at most
 USER_AGENT = f"ai-incident-operator/{__version__}"
+# The engine applies a Notify that failed for one channel again on its next pass; the
+# channels that already got the message must not get it again every pass.
+REMEMBER = 24 * 3600.0  # seconds a delivery is remembered (in this process)
+_sent: dict[tuple[str, str, str], float] = {}  # (incident uid, event, channel) -> when
+_sent_lock = threading.Lock()
 
 
 class NotifyError(Exception):
@@ -45,6 +53,7 @@ class Delivery:
     channel: str
     ok: bool
     detail: str = ""  # why it failed
+    earlier: bool = False  # delivered on an earlier pass, not sent again
 
 
 # --- Payloads -----------------------------------------------------------------------------
@@ -194,21 +203,39 @@ def defined_channels(policy: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
+def _remembered(key: tuple[str, str, str]) -> bool:
+    with _sent_lock:
+        now = time.monotonic()
+        for old in [k for k, at in _sent.items() if now - at > REMEMBER]:
+            del _sent[old]
+        return key in _sent
+
+
 def deliver(
     names: list[str],
     policy: dict[str, Any],
     body_for: Callable[[dict[str, Any]], dict[str, Any]],
+    memo: tuple[str, str] | None = None,
     **post_args: Any,
 ) -> list[Delivery]:
-    """Post to every channel in NAMES at once; BODY_FOR(channel) makes each body."""
+    """Post to every channel in NAMES at once; BODY_FOR(channel) makes each body.
+
+    With MEMO (incident uid, event), a channel that already got this event is skipped.
+    """
     channels = defined_channels(policy)
 
     def one(name: str) -> Delivery:
         channel = channels.get(name)
+        key = (*memo, name) if memo else None
+        if key and _remembered(key):
+            return Delivery(name, True, earlier=True)
         try:
             if channel is None:
                 raise NotifyError("not defined in the policy's notifications.channels")
             post(channel_url(channel), body_for(channel), **post_args)
+            if key:
+                with _sent_lock:
+                    _sent[key] = time.monotonic()
             return Delivery(name, True)
         except NotifyError as err:
             return Delivery(name, False, str(err))
@@ -222,10 +249,12 @@ def deliver(
 
 
 def report(deliveries: list[Delivery], verb: str) -> str:
-    """E.g. "notified oncall; failed: pager (HTTP 500 (after 4 tries))"."""
-    ok = [d.channel for d in deliveries if d.ok]
+    """E.g. "notified oncall; sent earlier: lead; failed: pager (HTTP 500 (after 4 tries))"."""
+    ok = [d.channel for d in deliveries if d.ok and not d.earlier]
+    earlier = [d.channel for d in deliveries if d.earlier]
     failed = [f"{d.channel} ({d.detail})" for d in deliveries if not d.ok]
     parts = [f"{verb} {', '.join(ok)}"] if ok else []
+    parts += [f"sent earlier: {', '.join(earlier)}"] if earlier else []
     parts += [f"failed: {', '.join(failed)}"] if failed else []
     return "; ".join(parts) or "no channels"
 
@@ -258,12 +287,17 @@ class Notify(Action):
         return problems
 
     def _send(self, ctx: ActionContext, resolved: bool) -> list[Delivery]:
+        meta = ctx.incident["metadata"]
+        incident = meta.get("uid") or ctx.holder
+        # On undo the engine passes a stand-in target; the incident's status names the real ones.
+        target = None if resolved else ctx.target
         return deliver(
             list(ctx.spec.get("channels") or []),
             ctx.policy,
             lambda channel: payload(
-                channel.get("format", "Generic"), ctx.incident, ctx.target, resolved
+                channel.get("format", "Generic"), ctx.incident, target, resolved
             ),
+            memo=(incident, "resolved" if resolved else "incident"),
         )
 
     def apply(self, ctx: ActionContext) -> Outcome:
@@ -277,7 +311,9 @@ class Notify(Action):
             ctx.incident, "NotifyFailed" if failed else "Notified", message, warning=failed
         )
         return Outcome(
-            "Failed" if failed else "Applied", message, changed=any(d.ok for d in deliveries)
+            "Failed" if failed else "Applied",
+            message,
+            changed=any(d.ok and not d.earlier for d in deliveries),
         )
 
     def revert(self, ctx: ActionContext, objects: list[str]) -> Outcome:
@@ -291,4 +327,6 @@ class Notify(Action):
             ctx.incident, "NotifyFailed" if failed else "Notified", message, warning=failed
         )
         # A lost "resolved" message must not hold the incident open: the undo still counts.
-        return Outcome("Reverted", message, objects, changed=any(d.ok for d in deliveries))
+        return Outcome(
+            "Reverted", message, objects, changed=any(d.ok and not d.earlier for d in deliveries)
+        )
