@@ -411,3 +411,48 @@ def test_protected_namespace_changes_nothing(operator):
     finally:
         kube.patch(Ref("AIIncident", ns, "p"), {"metadata": {"finalizers": None}})
         core.delete_namespace(ns)
+
+
+def _ready_condition(ns: str) -> dict:
+    body = kube.get(Ref("MitigationPolicy", ns, "chat")) or {}
+    return next(
+        (c for c in body.get("status", {}).get("conditions", []) if c["type"] == "Ready"), {}
+    )
+
+
+def test_invalid_policy_is_not_used_until_fixed(namespace, operator):
+    kube.create("Deployment", namespace, deployment("chat-llm", LABELS))
+    kube.create("Service", namespace, service("chat", "chat-llm"))
+    policy = chat_policy()
+    policy["responses"] = [
+        {"severity": 1, "actions": [
+            {"type": "TrafficShift", "router": {"kind": "Service", "name": "chat"}, "fallback": {"service": "chat-fallback"}},
+            {"type": "ConservativeConfig", "container": "llm", "env": {"TEMPERATURE": "0"}},
+        ]},
+        {"severity": 2, "actions": [{"type": "ConservativeConfig", "container": "model", "env": {"X": "1"}}]},
+    ]  # fmt: skip
+    kube.create("MitigationPolicy", namespace, policy_body("chat", policy))
+    cond = wait_for(
+        lambda: (c := _ready_condition(namespace)).get("status") == "False" and c, 20, "Ready=False"
+    )
+    assert cond["reason"] == "Invalid"
+    assert f"fallback Service {namespace}/chat-fallback does not exist" in cond["message"]
+    assert "container 'model' is not in Deployment chat-llm (containers: llm)" in cond["message"]
+
+    create_incident(namespace, "inv", {"category": "HarmfulOutput", "target": {"name": "chat-llm"}})
+    wait_for(
+        lambda: {c["type"]: c for c in get_incident(namespace, "inv").get("status", {}).get("conditions", [])}
+        .get("Mitigated", {}).get("reason") == "NoPolicy", 20, "invalid policy not used",
+    )  # fmt: skip
+    assert kube.get(Ref("Service", namespace, "chat"))["spec"]["selector"] == {"app": "chat-llm"}
+
+    # Fixing the policy (and creating the fallback) puts it to use for the open incident.
+    kube.create("Service", namespace, service("chat-fallback", "chat-fallback"))
+    kube.patch(
+        Ref("MitigationPolicy", namespace, "chat"), {"spec": {"responses": policy["responses"][:1]}}
+    )
+    wait_for(lambda: _ready_condition(namespace).get("status") == "True", 20, "Ready=True")
+    phase_is(namespace, "inv", "Mitigated")
+    assert kube.get(Ref("Service", namespace, "chat"))["spec"]["selector"] == {
+        "app": "chat-fallback"
+    }
