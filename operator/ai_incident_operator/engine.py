@@ -166,7 +166,12 @@ def _advance(body: Body, status: Body, world: World, now: datetime) -> bool:
     policy_spec = (chosen or {}).get("spec") or {}
     why = resolution_reason(spec, policy_spec)
     if why:
-        return _resolve(body, status, policy_spec, condition, now, why)
+        response = mitigation_policy.response_for(policy_spec, severity) or {}
+
+        def restore() -> list[str]:
+            return _apply_response(body, status, policy_spec, response, targets, world, now)[1]
+
+        return _resolve(body, status, policy_spec, condition, now, why, restore)
 
     blocked = _gate(namespace, targets, chosen, severity, world)
     if blocked:
@@ -193,24 +198,8 @@ def _advance(body: Body, status: Body, world: World, now: datetime) -> bool:
         )
 
     dry_run = bool((policy_spec.get("safety") or {}).get("dryRun"))
-    steps = plan(body, response, targets)
-    cooldown = duration_or((policy_spec.get("safety") or {}).get("cooldown"), DEFAULT_COOLDOWN)
-    entries = _entries(status)
-    failed = []
-    for step in steps:
-        entry_id = step.id
-        previous = entries.get(entry_id, {})
-        outcome = _cooling(step, world, namespace, body, cooldown, now)
-        if outcome is None:
-            if step.action.once and previous.get("state") in HELD:
-                continue
-            ctx = ActionContext(body, step.target, step.spec, policy_spec, dry_run=dry_run)
-            outcome = step.action.apply(ctx)
-        failpoint("after-apply")
-        _record(status, entries, step, outcome, now)
-        if outcome.state == "Failed":
-            failed.append(f"{step.action.type} on {step.entry_target}: {outcome.message}")
-    wanted = {step.id for step in steps}
+    entries, failed = _apply_response(body, status, policy_spec, response, targets, world, now)
+    wanted = {step.id for step in plan(body, response, targets)}
     _revert(body, status, policy_spec, keep=wanted, now=now, entries=entries)
     status["mitigations"] = list(entries.values())
 
@@ -235,6 +224,37 @@ def _advance(body: Body, status: Body, world: World, now: datetime) -> bool:
             body, "Mitigated", f"severity {severity} response applied: {summary or 'none'}"
         )
     return False
+
+
+def _apply_response(
+    body: Body,
+    status: Body,
+    policy_spec: Body,
+    response: Body,
+    targets: list[Body],
+    world: World,
+    now: datetime,
+) -> tuple[dict[tuple[str, str], Body], list[str]]:
+    """Apply every step of RESPONSE (idempotent); returns the entries and the failures in words."""
+    namespace = body["metadata"]["namespace"]
+    dry_run = bool((policy_spec.get("safety") or {}).get("dryRun"))
+    cooldown = duration_or((policy_spec.get("safety") or {}).get("cooldown"), DEFAULT_COOLDOWN)
+    entries = _entries(status)
+    failed = []
+    for step in plan(body, response, targets):
+        previous = entries.get(step.id, {})
+        outcome = _cooling(step, world, namespace, body, cooldown, now)
+        if outcome is None:
+            if step.action.once and previous.get("state") in HELD:
+                continue
+            ctx = ActionContext(body, step.target, step.spec, policy_spec, dry_run=dry_run)
+            outcome = step.action.apply(ctx)
+        failpoint("after-apply")
+        _record(status, entries, step, outcome, now)
+        if outcome.state == "Failed":
+            failed.append(f"{step.action.type} on {step.entry_target}: {outcome.message}")
+    status["mitigations"] = list(entries.values())
+    return entries, failed
 
 
 def plan(body: Body, response: dict[str, Any], targets: list[Body]) -> list[Step]:
@@ -390,18 +410,101 @@ def _resolve(
     condition: Callable,
     now: datetime,
     why: tuple[str, str],
+    restore: Callable[[], list[str]],
 ) -> bool:
+    """Verify recovery, undo step by step, then resolve. RESTORE re-applies the full response."""
     reason, message = why
-    enter_phase(status, "Resolving", f"{message}: undoing mitigations", now)
+    if enter_phase(status, "Resolving", f"{message}: verifying recovery, then undoing", now):
+        events.record(body, "Resolving", f"{message}: verifying recovery, then undoing")
+    held = [e for e in _entries(status).values() if e.get("state") in HELD]
+    if held and not _verified(status, policy_spec, condition, now):
+        if status.pop("undoStep", None) is not None:
+            status.pop("undoStepAt", None)
+            failures = restore()
+            words = "a verification check failed during undo: the full mitigation is restored"
+            add_timeline(status, "UndoAborted", words, now)
+            detail = "; ".join(failures)
+            events.record(body, "UndoAborted", f"{words}. {detail}".strip(), warning=True)
+        return False
+    if held and not _undo_traffic_stepwise(body, status, policy_spec, now):
+        return False  # more steps to go, after stepInterval
     failures = _revert(body, status, policy_spec, keep=set(), now=now)
     if failures:
         condition("Resolved", False, "UndoFailed", "; ".join(failures))
         return True
+    status.pop("undoStep", None)
+    status.pop("undoStepAt", None)
     condition("Mitigated", False, "Undone", "every mitigation was undone")
     condition("Resolved", True, reason, message)
     if enter_phase(status, "Resolved", f"resolved: {message}", now):
         events.record(body, "Resolved", f"mitigations undone; {message}")
     _close_if_reviewed(body, status, condition, now)
+    return False
+
+
+def _verified(status: Body, policy_spec: Body, condition: Callable, now: datetime) -> bool:
+    """Whether monitoring shows recovery for the policy's verification window."""
+    verification = (policy_spec.get("resolution") or {}).get("verification") or {}
+    checks = verification.get("checks") or []
+    if not checks:
+        condition("Verified", True, "NoChecks", "the policy has no verification checks")
+        return True
+    from .resolution.verify import verify
+
+    evidence_url = (policy_spec.get("evidence") or {}).get("prometheusURL")
+    url = verification.get("prometheusURL") or evidence_url
+    if not url:
+        condition("Verified", False, "NoPrometheus", "set resolution.verification.prometheusURL")
+        return False
+    window = duration_or(verification.get("window"), timedelta(minutes=5))
+    ok, words = verify(checks, url, window, now)
+    condition("Verified", ok, "ChecksPassed" if ok else "ChecksFailing", words)
+    timeline = status.get("timeline") or []
+    if not ok and (not timeline or timeline[-1]["type"] != "VerificationPending"):
+        add_timeline(status, "VerificationPending", words, now)
+    return ok
+
+
+def _undo_traffic_stepwise(body: Body, status: Body, policy_spec: Body, now: datetime) -> bool:
+    """Give traffic back in the policy's trafficSteps, after every other mitigation is undone.
+
+    Returns True once every step is done and the last one has held for stepInterval.
+    """
+    undo = (policy_spec.get("resolution") or {}).get("undo") or {}
+    steps = [s for s in undo.get("trafficSteps") or [] if 0 < s < 100]
+    entries = _entries(status)
+    traffic = {
+        i for i, e in entries.items() if e.get("state") in HELD and e["action"] == "TrafficShift"
+    }
+    if not steps or not traffic:
+        return True
+    # The model comes back before any traffic does.
+    _revert(body, status, policy_spec, keep=traffic, now=now, entries=entries)
+    interval = duration_or(undo.get("stepInterval"), timedelta(minutes=1))
+    done = status.get("undoStep", 0)
+    at = status.get("undoStepAt")
+    if at and now - datetime.fromisoformat(at.replace("Z", "+00:00")) < interval:
+        return False
+    if done >= len(steps):
+        return True
+    percent = steps[done]
+    namespace = body["metadata"]["namespace"]
+    for entry_id in sorted(traffic):
+        entry = entries[entry_id]
+        spec = _spec_for(policy_spec, entry)
+        target = kube.get(Ref("Deployment", namespace, entry["target"].partition("/")[2]))
+        if spec is None or target is None:
+            continue
+        ctx = ActionContext(
+            body, target, {**spec, "weight": 100 - percent}, policy_spec, key=entry["key"]
+        )
+        outcome = actions.get("TrafficShift").apply(ctx)
+        entry["message"] = f"undo step {done + 1}/{len(steps)}: {outcome.message}"
+    status["undoStep"], status["undoStepAt"] = done + 1, now_iso(now)
+    status["mitigations"] = list(entries.values())
+    words = f"{percent}% of traffic back to the model (step {done + 1} of {len(steps)})"
+    add_timeline(status, "UndoStep", words, now)
+    events.record(body, "UndoStep", words)
     return False
 
 
