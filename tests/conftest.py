@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from ai_incident_operator import localcluster
-from kit import REPO, OperatorProcess, wait_for
+from kit import REPO, Hook, OperatorProcess, wait_for
 
 THIRDPARTY_CRDS = REPO.parent / "shared" / "thirdparty-crds"
 PROTECTED_NAMESPACE = "aiincident-protected-test"
@@ -119,3 +119,12 @@ def operator(cluster: Path) -> Iterator[OperatorProcess]:
     ).start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture
+def hook() -> Iterator[Hook]:
+    """A webhook receiver on 127.0.0.1 (notification channels point at it)."""
+    h = Hook()
+    yield h
+    h.server.shutdown()
+    h.server.server_close()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -206,3 +209,34 @@ def spec_snapshot(obj: dict) -> dict:
     if not annotations:
         meta.pop("annotations", None)
     return snap
+
+
+# --- A webhook receiver for notifications ------------------------------------------------
+
+
+class Hook:
+    """A webhook receiver on 127.0.0.1: answers each path with a scripted list of codes."""
+
+    def __init__(self) -> None:
+        self.bodies: dict[str, list] = {}
+        self.script: dict[str, list[int]] = {}
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                hook.bodies.setdefault(self.path, []).append(body)
+                codes = hook.script.get(self.path, [200])
+                code = codes.pop(0) if len(codes) > 1 else codes[0]
+                self.send_response(code)
+                self.end_headers()
+                self.wfile.write(b"ok" if code < 300 else b"boom")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()

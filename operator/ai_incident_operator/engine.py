@@ -164,6 +164,7 @@ def _advance(body: Body, status: Body, world: World, now: datetime) -> bool:
         events.record(body, "Triaged", f"severity {severity}: {message}")
 
     policy_spec = (chosen or {}).get("spec") or {}
+    _regulatory_clock(body, status, policy_spec, targets, world, now)
     why = resolution_reason(spec, policy_spec)
     if why:
         response = mitigation_policy.response_for(policy_spec, severity) or {}
@@ -387,6 +388,43 @@ def _spec_for(policy_spec: dict | None, entry: Body) -> dict | None:
             ) == entry.get("key"):
                 return spec
     return None
+
+
+REGULATORY_DEFAULT = timedelta(days=15)
+
+
+def _regulatory_clock(
+    body: Body, status: Body, policy_spec: Body, targets: list[Body], world: World, now: datetime
+) -> None:
+    """With regulatory exposure: the report deadline, legal's notification, a warning near the end."""
+    if not (body.get("spec") or {}).get("regulatoryExposure"):
+        return
+    regulatory = policy_spec.get("regulatory") or {}
+    within = duration_or(regulatory.get("reportWithin"), REGULATORY_DEFAULT)
+    detected = datetime.fromisoformat(status.get("detectedAt", now_iso(now)).replace("Z", "+00:00"))
+    due = detected + within
+    if not status.get("regulatoryReportDueBy"):
+        status["regulatoryReportDueBy"] = now_iso(due)
+        words = f"regulatory exposure: the report is due by {now_iso(due)}"
+        add_timeline(status, "RegulatoryClockStarted", words, now)
+        events.record(body, "RegulatoryClockStarted", words, warning=True)
+    if regulatory.get("channels"):
+        notice = {
+            "actions": [
+                {"type": "Notify", "channels": regulatory["channels"], "purpose": "regulatory"}
+            ]
+        }
+        _apply_response(body, status, policy_spec, notice, targets, world, now)
+    types = {t["type"] for t in status.get("timeline") or []}
+    near = min(timedelta(days=2), within / 5)
+    if (
+        due - now <= near
+        and "RegulatoryDeadlineNear" not in types
+        and status.get("phase") not in ("Closed",)
+    ):
+        words = f"the regulatory report is due by {now_iso(due)} (in {due - now})"
+        add_timeline(status, "RegulatoryDeadlineNear", words, now)
+        events.record(body, "RegulatoryDeadlineNear", words, warning=True)
 
 
 def resolution_reason(spec: Body, policy_spec: Body) -> tuple[str, str] | None:

@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -361,42 +357,6 @@ def test_increase_monitoring_leaves_a_foreign_rule_alone(namespace):
 
 
 # --- Notify -------------------------------------------------------------------------------
-
-
-class Hook:
-    """A webhook receiver on 127.0.0.1: answers each path with a scripted list of codes."""
-
-    def __init__(self) -> None:
-        self.bodies: dict[str, list] = {}
-        self.script: dict[str, list[int]] = {}
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                hook.bodies.setdefault(self.path, []).append(body)
-                codes = hook.script.get(self.path, [200])
-                code = codes.pop(0) if len(codes) > 1 else codes[0]
-                self.send_response(code)
-                self.end_headers()
-                self.wfile.write(b"ok" if code < 300 else b"boom")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-
-
-@pytest.fixture
-def hook() -> Iterator[Hook]:
-    h = Hook()
-    yield h
-    h.server.shutdown()
-    h.server.server_close()
 
 
 @pytest.fixture

@@ -264,6 +264,10 @@ class Notify(Action):
     per_incident = True  # one message per incident, however many targets
     once = True  # sending again on every pass would be noise
 
+    def key(self, spec: dict[str, Any]) -> str:
+        # Two Notify actions (a response's, the regulatory one) must not share an entry.
+        return f"Notify:{spec.get('purpose') or ','.join(spec.get('channels') or [])}"
+
     def validate(self, spec: dict[str, Any], policy: dict[str, Any]) -> list[str]:
         names = spec.get("channels")
         if not isinstance(names, list) or not names:
