@@ -17,15 +17,9 @@ import pytest
 import yaml
 
 from ai_incident_operator import localcluster
-from kit import REPO, Hook, OperatorProcess, wait_for
+from kit import OPERATOR_ENV, PROTECTED_NAMESPACE, REPO, Hook, OperatorProcess, wait_for
 
 THIRDPARTY_CRDS = REPO.parent / "shared" / "thirdparty-crds"
-PROTECTED_NAMESPACE = "aiincident-protected-test"
-# Short resync so that tests of repair and re-planning finish in seconds.
-OPERATOR_ENV = {
-    "AIINCIDENT_RESYNC_SECONDS": "2",
-    "AIINCIDENT_PROTECTED_NAMESPACES": PROTECTED_NAMESPACE,
-}
 
 
 def _apply_crds(paths: list[Path]) -> None:
@@ -128,3 +122,11 @@ def hook() -> Iterator[Hook]:
     yield h
     h.server.shutdown()
     h.server.server_close()
+
+
+@pytest.fixture(scope="session")
+def local_cluster(cluster: Path) -> localcluster.LocalCluster | None:
+    """The harness's own control plane (static ServiceAccount tokens); None on an existing cluster."""
+    if os.environ.get("USE_EXISTING_CLUSTER") == "1":
+        return None
+    return localcluster.current(cluster.parent)

@@ -22,6 +22,12 @@ from ai_incident_operator import GROUP, VERSION
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
 LOGS = REPO / ".local" / "test-logs"
+PROTECTED_NAMESPACE = "aiincident-protected-test"
+# Short resync so that tests of repair and re-planning finish in seconds.
+OPERATOR_ENV = {
+    "AIINCIDENT_RESYNC_SECONDS": "2",
+    "AIINCIDENT_PROTECTED_NAMESPACES": PROTECTED_NAMESPACE,
+}
 
 
 def wait_for(check: Callable[[], T], timeout: float = 30.0, what: str = "condition") -> T:

@@ -13,8 +13,9 @@ import pytest
 
 from ai_incident_operator import kube, ledger
 from ai_incident_operator.kube import Ref
-from conftest import OPERATOR_ENV
 from kit import (
+    OPERATOR_ENV,
+    PROTECTED_NAMESPACE,
     OperatorProcess,
     create_incident,
     deployment,
@@ -390,8 +391,6 @@ def test_approval_gate(namespace, operator):
 
 
 def test_protected_namespace_changes_nothing(operator):
-    from conftest import PROTECTED_NAMESPACE
-
     core = kubernetes.client.CoreV1Api()
     try:
         core.create_namespace({"metadata": {"name": PROTECTED_NAMESPACE}})

@@ -6,9 +6,9 @@ from datetime import datetime, timedelta
 
 import kubernetes
 import pytest
-from kit import create_incident, deployment, get_incident, policy_body, wait_for
 
 from ai_incident_operator import kube
+from kit import create_incident, deployment, get_incident, policy_body, wait_for
 
 pytestmark = pytest.mark.integration
 LABELS = {"app": "chat"}

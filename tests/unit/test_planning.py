@@ -24,7 +24,7 @@ def test_per_target_actions_run_on_every_target_and_per_incident_ones_once():
         ("TrafficShift:Service/chat", "Deployment/b"),
         ("ScaleToZero", "Deployment/a"),
         ("ScaleToZero", "Deployment/b"),
-        ("Notify", "AIIncident/harm"),
+        ("Notify:oncall", "AIIncident/harm"),
     ]
 
 
