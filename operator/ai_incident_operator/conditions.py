@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from .times import iso
+
 # The contract's condition types for AIIncident, in the order a person reads them.
 INCIDENT_CONDITION_TYPES = (
     "Triaged",
@@ -26,7 +28,7 @@ Condition = dict[str, Any]
 
 def now_iso(now: datetime | None = None) -> str:
     """RFC 3339 UTC timestamp with second precision, as Kubernetes writes them."""
-    return (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return iso(now or datetime.now(UTC))
 
 
 def set_condition(

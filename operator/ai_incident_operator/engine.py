@@ -20,14 +20,17 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from . import actions, events, kube
+from . import actions, events, kube, review
 from . import policy as mitigation_policy
 from .actions import ActionContext, Outcome
-from .conditions import now_iso, set_condition
+from .conditions import get_condition, now_iso, set_condition
 from .durations import duration_or
 from .faults import failpoint
+from .investigation.investigate import investigate
+from .investigation.store import NotOurs
 from .kube import Ref
 from .lifecycle import add_timeline, detected_status, enter_phase
+from .times import parse_time
 from .triage import triage
 
 log = logging.getLogger(__name__)
@@ -172,14 +175,39 @@ def _advance(body: Body, status: Body, world: World, now: datetime) -> bool:
         def restore() -> list[str]:
             return _apply_response(body, status, policy_spec, response, targets, world, now)[1]
 
-        return _resolve(body, status, policy_spec, condition, now, why, restore)
+        retry = _resolve(body, status, policy_spec, condition, now, why, restore)
+    else:
+        retry = _mitigate(body, status, chosen, severity, targets, world, condition, now)
+    if status.get("phase") not in ("Resolved", "Closed"):
+        # After the mitigations, so that a response is never held up by it; the targets
+        # are as read before any change.
+        investigate(body, status, policy_spec, targets, condition, now)
+    return retry
+
+
+def _mitigate(
+    body: Body,
+    status: Body,
+    chosen: Body | None,
+    severity: int,
+    targets: list[Body],
+    world: World,
+    condition: Callable[..., None],
+    now: datetime,
+) -> bool:
+    """Apply the response for SEVERITY (undoing what it lacks), unless a safety gate says no."""
+    spec = body.get("spec") or {}
+    namespace = body["metadata"]["namespace"]
+    policy_spec = (chosen or {}).get("spec") or {}
 
     blocked = _gate(namespace, targets, chosen, severity, world)
     if blocked:
         reason, message = blocked
-        if not any(e.get("state") in HELD for e in status.get("mitigations") or []):
+        held = any(e.get("state") in HELD for e in status.get("mitigations") or [])
+        before = get_condition(status.get("conditions"), "Mitigated") or {}
+        if not held and before.get("reason") != reason:
             condition("Mitigated", False, reason, message)
-        events.record(body, reason, message, warning=reason != "NoPolicy")
+            events.record(body, reason, message, warning=reason != "NoPolicy")
         return False
 
     response = mitigation_policy.response_for(policy_spec, severity) or {}
@@ -401,7 +429,7 @@ def _regulatory_clock(
         return
     regulatory = policy_spec.get("regulatory") or {}
     within = duration_or(regulatory.get("reportWithin"), REGULATORY_DEFAULT)
-    detected = datetime.fromisoformat(status.get("detectedAt", now_iso(now)).replace("Z", "+00:00"))
+    detected = parse_time(status.get("detectedAt")) or now
     due = detected + within
     if not status.get("regulatoryReportDueBy"):
         status["regulatoryReportDueBy"] = now_iso(due)
@@ -475,9 +503,32 @@ def _resolve(
     condition("Mitigated", False, "Undone", "every mitigation was undone")
     condition("Resolved", True, reason, message)
     if enter_phase(status, "Resolved", f"resolved: {message}", now):
-        events.record(body, "Resolved", f"mitigations undone; {message}")
+        resolved = parse_time(status["resolvedAt"]) or now
+        status["reviewDueBy"] = now_iso(review.due_by(resolved, policy_spec))
+        condition(
+            "Reviewed",
+            False,
+            "ReviewPending",
+            f"post-incident review due by {status['reviewDueBy']}",
+        )
+        events.record(
+            body,
+            "Resolved",
+            f"mitigations undone; {message}; review due by {status['reviewDueBy']}",
+        )
+    _write_review(body, status, now)
     _close_if_reviewed(body, status, condition, now)
     return False
+
+
+def _write_review(body: Body, status: Body, now: datetime) -> None:
+    """The review document as of now, in ConfigMap <incident>-review (status.reviewRef)."""
+    try:
+        status["reviewRef"] = review.write_review(
+            body, review.render({**body, "status": status}, now)
+        )
+    except (ApiException, NotOurs) as err:
+        log.warning("review of %s not written: %s", body["metadata"]["name"], err)
 
 
 def _verified(status: Body, policy_spec: Body, condition: Callable, now: datetime) -> bool:
@@ -521,7 +572,7 @@ def _undo_traffic_stepwise(body: Body, status: Body, policy_spec: Body, now: dat
     interval = duration_or(undo.get("stepInterval"), timedelta(minutes=1))
     done = status.get("undoStep", 0)
     at = status.get("undoStepAt")
-    if at and now - datetime.fromisoformat(at.replace("Z", "+00:00")) < interval:
+    if at and now - (parse_time(at) or now) < interval:
         return False
     if done >= len(steps):
         return True
@@ -547,10 +598,20 @@ def _undo_traffic_stepwise(body: Body, status: Body, policy_spec: Body, now: dat
 
 
 def _close_if_reviewed(body: Body, status: Body, condition: Callable, now: datetime) -> None:
+    """Closed once people completed the review; an overdue review is said once."""
     if ((body.get("spec") or {}).get("review") or {}).get("completed"):
         condition("Reviewed", True, "ReviewCompleted", "spec.review.completed is true")
         if enter_phase(status, "Closed", "post-incident review completed", now):
+            _write_review(body, status, now)  # with the people's summary and action items
             events.record(body, "Closed", "post-incident review completed")
+        return
+    due = parse_time(status.get("reviewDueBy"))
+    reviewed = get_condition(status.get("conditions"), "Reviewed") or {}
+    if due and now > due and reviewed.get("reason") != "ReviewOverdue":
+        words = f"the post-incident review was due by {status['reviewDueBy']}; set spec.review.completed when done"
+        condition("Reviewed", False, "ReviewOverdue", words)
+        add_timeline(status, "ReviewOverdue", words, now)
+        events.record(body, "ReviewOverdue", words, warning=True)
 
 
 def resolve_targets(namespace: str, target: dict[str, Any]) -> list[Body]:

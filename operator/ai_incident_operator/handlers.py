@@ -20,6 +20,7 @@ import kopf
 from . import GROUP, VERSION, engine, kube
 from . import policy as policies
 from .policy_status import check_policy
+from .times import parse_time
 
 log = logging.getLogger(__name__)
 RESYNC_SECONDS = float(os.environ.get("AIINCIDENT_RESYNC_SECONDS", "15"))
@@ -102,7 +103,7 @@ def _world(
 
     def last_released(ns: str, target: str, incident: str) -> datetime | None:
         times = [when for name, when in releases.get((ns, target), []) if name != incident]
-        return datetime.fromisoformat(max(times).replace("Z", "+00:00")) if times else None
+        return parse_time(max(times)) if times else None
 
     return engine.World(
         policies=[*namespaced_policies.get(None, []), *cluster_policies.get(None, [])],

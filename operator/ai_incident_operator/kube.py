@@ -116,6 +116,11 @@ KINDS = {
     k.kind: k
     for k in (
         Kind("apps", "v1", "deployments", "Deployment"),
+        Kind("apps", "v1", "replicasets", "ReplicaSet"),
+        Kind("", "v1", "pods", "Pod"),
+        Kind("batch", "v1", "jobs", "Job"),
+        Kind("batch", "v1", "cronjobs", "CronJob"),  # Kubernetes 1.21 and newer
+        Kind("batch", "v1beta1", "cronjobs", "CronJob/v1beta1"),  # up to 1.24
         Kind("", "v1", "services", "Service"),
         Kind("", "v1", "configmaps", "ConfigMap"),
         Kind("", "v1", "secrets", "Secret"),

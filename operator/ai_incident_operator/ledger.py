@@ -128,5 +128,13 @@ def contested(obj: dict, incident: str, action: str) -> list[str]:
     return sorted(p for p in holder["values"] if get(obj, p) != _effective(ledger, p))
 
 
+def originals(obj: dict) -> dict[str, Any]:
+    """The value each held path had before any mitigation (ABSENT: the field was not there).
+
+    Evidence uses it to show what was serving before the operator changed anything.
+    """
+    return {path: _decode(value) for path, value in read(obj)["originals"].items()}
+
+
 def holders(obj: dict) -> list[tuple[str, str]]:
     return [(h["incident"], h["action"]) for h in read(obj)["holders"]]

@@ -11,6 +11,7 @@ No operator runs in these namespaces: the tests call the investigation directly.
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
 
@@ -20,7 +21,7 @@ import pytest
 from ai_incident_operator import kube, ledger, review
 from ai_incident_operator.investigation import evidence, hypotheses
 from ai_incident_operator.kube import Ref
-from kit import create_incident, deployment, free_port, wait_for
+from kit import create_incident, deployment, free_port, kubectl, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -29,11 +30,15 @@ POLICY = {"evidence": {"pipelineSelector": {"matchLabels": FEEDS}, "lookback": "
 LABELS = {"app.kubernetes.io/part-of": "chat"}
 
 
-def make_model(ns: str, replicas: int = 0, **template: object) -> dict:
+def make_model(ns: str, replicas: int = 0, volumes: list | None = None) -> dict:
     body = deployment("chat-llm", LABELS, replicas=replicas)
     pod = body["spec"]["template"]["spec"]
     pod["containers"][0]["env"] = [{"name": "MODEL_VERSION", "value": "v42"}]
-    pod.update(template)
+    if volumes:
+        pod["volumes"] = volumes
+        pod["containers"][0]["volumeMounts"] = [
+            {"name": v["name"], "mountPath": f"/etc/{v['name']}"} for v in volumes
+        ]
     kube.create("Deployment", ns, body)
     wait_for(lambda: len(replicasets(ns)) == 1, 20, "the first ReplicaSet")
     return kube.get(Ref("Deployment", ns, "chat-llm"))
@@ -77,9 +82,7 @@ def test_a_failed_pipeline_run_ranks_first(solo_namespace):
                 "suspend": True,  # the test makes the run itself
                 "jobTemplate": {
                     "spec": {
-                        "template": {
-                            "spec": {"containers": [container], "restartPolicy": "Never"}
-                        }
+                        "template": {"spec": {"containers": [container], "restartPolicy": "Never"}}
                     }
                 },
             },
@@ -114,8 +117,9 @@ def test_a_failed_pipeline_run_ranks_first(solo_namespace):
     wait_for(
         lambda: any(
             c["type"] == "Failed" and c["status"] == "True"
-            for c in (kube.get(Ref("Job", ns, "features-nightly-1714528800")).get("status") or {})
-            .get("conditions", [])
+            for c in (
+                kube.get(Ref("Job", ns, "features-nightly-1714528800")).get("status") or {}
+            ).get("conditions", [])
         ),
         30,
         "the Job controller to fail the run",
@@ -164,7 +168,9 @@ def test_a_rollout_minutes_before_detection_ranks_first(solo_namespace):
     assert "- revision: 2" in model
     assert "- images: registry.local/llm:v43" in model
     assert "env llm/MODEL_VERSION=v43" in model
-    history = [line for line in model.splitlines() if line.startswith("| 2 ") or line.startswith("| 1 ")]
+    history = [
+        line for line in model.splitlines() if line.startswith("| 2 ") or line.startswith("| 1 ")
+    ]
     assert [line.split(" | ")[4] for line in history] == ["v43", "v42"]
     assert ok_root_cause(ranked)
 
@@ -186,29 +192,19 @@ def test_an_edited_prompt_template_ranks_first(solo_namespace):
             "data": {"system.txt": "You are a careful assistant. Never give dosage advice."},
         },
     )
-    make_model(
-        ns,
-        volumes=[{"name": "prompts", "configMap": {"name": "chat-prompts"}}],
-    )
-    kube.update(
-        Ref("Deployment", ns, "chat-llm"),
-        lambda d: d["spec"]["template"]["spec"]["containers"][0].update(
-            volumeMounts=[{"name": "prompts", "mountPath": "/etc/prompts"}]
-        )
-        or True,
-    )
+    make_model(ns, volumes=[{"name": "prompts", "configMap": {"name": "chat-prompts"}}])
     time.sleep(2.5)  # an edit, seconds after creation (managedFields keep seconds)
-    kube.update(
-        Ref("ConfigMap", ns, "chat-prompts"),
-        lambda cm: cm["data"].update({"system.txt": "You are a helpful assistant."}) or True,
-    )
+    # A person edits the template; kubectl records itself as the field manager.
+    kubectl("-n", ns, "patch", "configmap", "chat-prompts", "--type=merge",
+            "-p", json.dumps({"data": {"system.txt": "You are a helpful assistant."}}))  # fmt: skip
     incident = open_incident(ns)
     data, ranked = investigate(ns, incident)
 
     assert ranked[0]["cause"] == "PromptTemplateChange"
     line = ranked[0]["evidence"][0]
     assert line.startswith(
-        "ConfigMap chat-prompts (volume prompts at llm:/etc/prompts of Deployment/chat-llm) changed by "
+        "ConfigMap chat-prompts (volume prompts at llm:/etc/prompts of Deployment/chat-llm) "
+        "changed by kubectl-patch "
     )
     assert "before detection" in line
     configmaps = data["configmaps.md"]
@@ -221,10 +217,12 @@ def test_unavailable_replicas_rank_first(solo_namespace):
     make_model(ns, replicas=3)
     # No kubelet here: the pods are created and stay Pending, never available.
     wait_for(
-        lambda: (kube.get(Ref("Deployment", ns, "chat-llm")).get("status") or {}).get(
-            "unavailableReplicas"
-        )
-        == 3,
+        lambda: (
+            (kube.get(Ref("Deployment", ns, "chat-llm")).get("status") or {}).get(
+                "unavailableReplicas"
+            )
+            == 3
+        ),
         30,
         "3 unavailable replicas",
     )
@@ -233,12 +231,12 @@ def test_unavailable_replicas_rank_first(solo_namespace):
     data, ranked = investigate(ns, incident)
 
     assert ranked[0]["cause"] == "InfrastructureDegradation"
-    assert ranked[0]["evidence"][0].startswith(
-        "Deployment/chat-llm: 3 of 3 replicas unavailable"
-    )
+    assert ranked[0]["evidence"][0].startswith("Deployment/chat-llm: 3 of 3 replicas unavailable")
     assert "Pending (not scheduled to any node)" in ranked[0]["evidence"][1]
     assert "ScalingReplicaSet" in data["events.md"]
-    assert "3 wanted before mitigation, 3 now, 0 available, 3 unavailable" in data["model-version.md"]
+    assert (
+        "3 wanted before mitigation, 3 now, 0 available, 3 unavailable" in data["model-version.md"]
+    )
 
 
 def test_evidence_configmap_shows_the_target_before_mitigation(solo_namespace):
@@ -260,7 +258,7 @@ def test_evidence_configmap_shows_the_target_before_mitigation(solo_namespace):
             "queries": [{"name": "quality", "query": "min(ai_model_quality_score)"}],
         },
     }
-    data, ranked = investigate(ns, incident, policy)
+    data, _ = investigate(ns, incident, policy)
 
     assert list(data) == [key for key, _ in evidence.SECTIONS]
     assert "replicas: 2\n" in data["targets.yaml"]
@@ -287,8 +285,10 @@ def test_evidence_configmap_shows_the_target_before_mitigation(solo_namespace):
     # Deleting the incident deletes its documents (garbage collection by ownerReference).
     kube.delete(Ref("AIIncident", ns, "quality-drop"))
     wait_for(
-        lambda: kube.get(Ref("ConfigMap", ns, "quality-drop-evidence")) is None
-        and kube.get(Ref("ConfigMap", ns, "quality-drop-review")) is None,
+        lambda: (
+            kube.get(Ref("ConfigMap", ns, "quality-drop-evidence")) is None
+            and kube.get(Ref("ConfigMap", ns, "quality-drop-review")) is None
+        ),
         60,
         "the garbage collector to delete the owned ConfigMaps",
     )

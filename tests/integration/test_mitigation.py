@@ -182,8 +182,12 @@ def test_escalation_and_de_escalation_re_plan(namespace, operator):
         20,
         "scaled to 0",
     )
+    def states() -> dict[str, str]:
+        return {m["key"]: m["state"] for m in get_incident(namespace, "q")["status"]["mitigations"]}
+
+    wait_for(lambda: states().get("ScaleToZero") == "Applied", 20, "status shows the re-plan")
     incident = phase_is(namespace, "q", "Mitigated")
-    states = {m["key"]: m["state"] for m in incident["status"]["mitigations"]}
+    states = states()
     assert states["ScaleToZero"] == "Applied" and states["ConservativeConfig:llm"] == "Reverted"
     assert kube.get(Ref("Service", namespace, "chat"))["spec"]["selector"] == {"app": "chat-llm"}
     assert (
