@@ -18,7 +18,7 @@ export PATH := $(abspath $(BIN)):$(TOOLS_BIN):$(PATH)
         lint format test test-unit test-integration bench clean
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 system-deps: ## install the Debian packages (etcd, Go, Prometheus, Alertmanager, ...)
 	@hack/install-system-deps.sh
@@ -65,7 +65,7 @@ format: venv ## apply ruff's formatting and fixes
 	@$(BIN)/ruff format operator tests
 	@$(BIN)/ruff check --fix operator tests
 
-test-unit: venv ## the pure core, no cluster
+test-unit: venv system-deps ## the pure core, no cluster (promtool and amtool check deploy/)
 	@$(BIN)/pytest -q tests/unit
 
 test: deps lint ## lint, unit, integration and e2e tests against a real control plane
@@ -76,3 +76,21 @@ bench: deps ## benchmarks; figures in bench-results/
 
 clean: cluster-down ## remove .venv and .local (the binary cache stays)
 	rm -rf $(VENV) $(LOCAL) *.egg-info operator/*.egg-info
+
+# --- Container image and kind (for machines with Docker; not part of `make test`) -------
+
+.PHONY: image kind-e2e
+VERSION ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE ?= ghcr.io/ai-incident-operator/ai-incident-operator:$(VERSION)
+KIND_CLUSTER ?= aiincident
+KIND_KUBECONFIG := $(LOCAL)/kind-kubeconfig
+
+image: ## build the operator image (needs Docker); IMAGE=name:tag to rename it
+	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+
+kind-e2e: system-deps venv tools ## integration and e2e suites against a kind cluster (needs Docker and kind)
+	@command -v kind >/dev/null || { echo "kind is needed: https://kind.sigs.k8s.io" >&2; exit 1; }
+	@kind get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)' || kind create cluster --name $(KIND_CLUSTER) --wait 120s
+	@mkdir -p $(LOCAL) && kind get kubeconfig --name $(KIND_CLUSTER) > $(KIND_KUBECONFIG)
+	USE_EXISTING_CLUSTER=1 KUBECONFIG=$(abspath $(KIND_KUBECONFIG)) \
+	  $(BIN)/pytest -q -p no:cacheprovider tests/integration tests/e2e

@@ -9,7 +9,9 @@ packages=(
   golang-github-modern-go-reflect2-dev   # reflect2 that works with Go 1.19 (see notes)
   dpkg-dev                               # apt-get source
   openssl unzip curl ca-certificates
-  prometheus prometheus-alertmanager     # real monitoring for the e2e tests
+  prometheus prometheus-alertmanager     # real monitoring for the e2e tests; promtool and
+                                         # amtool check deploy/ in the unit tests
+  lua5.4                                 # runs the Argo CD health checks (docs/argocd-health*.lua)
 )
 
 missing=()

@@ -115,6 +115,28 @@ def operator(cluster: Path) -> Iterator[OperatorProcess]:
     proc.stop()
 
 
+@pytest.fixture(scope="session")
+def intake(cluster: Path) -> Iterator[OperatorProcess]:
+    """An operator taking alerts on its webhook (`webhook_url`, `webhook_token`), watching the
+    namespaces `intake-*`; its own namespace, where unmappable alerts go, is one of them
+    (`intake.env["AIINCIDENT_NAMESPACE"]`)."""
+    homes = _namespace("intake-home")
+    home = next(homes)
+    proc = OperatorProcess(
+        "intake", "--namespace", "intake-*", env={**OPERATOR_ENV, "AIINCIDENT_NAMESPACE": home}
+    ).start()
+    wait_for(proc.webhook_ready, 30, f"webhook ready (log: {proc.log_path})")
+    yield proc
+    proc.stop()
+    next(homes, None)
+
+
+@pytest.fixture
+def intake_namespace(cluster: Path) -> Iterator[str]:
+    """A fresh namespace that the `intake` operator watches."""
+    yield from _namespace("intake")
+
+
 @pytest.fixture
 def hook() -> Iterator[Hook]:
     """A webhook receiver on 127.0.0.1 (notification channels point at it)."""

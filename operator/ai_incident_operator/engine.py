@@ -135,7 +135,7 @@ def _advance(body: Body, status: Body, world: World, now: datetime) -> bool:
         return False
     targets = resolve_targets(namespace, spec.get("target") or {})
     if not targets:
-        condition("Triaged", False, "TargetNotFound", _missing_target_message(namespace, spec))
+        condition("Triaged", False, "TargetNotFound", missing_target_message(namespace, spec))
         return False
     status["targets"] = [
         {"kind": "Deployment", "namespace": namespace, "name": t["metadata"]["name"]}
@@ -200,7 +200,7 @@ def _mitigate(
     namespace = body["metadata"]["namespace"]
     policy_spec = (chosen or {}).get("spec") or {}
 
-    blocked = _gate(namespace, targets, chosen, severity, world)
+    blocked = gate(namespace, targets, chosen, severity, world)
     if blocked:
         reason, message = blocked
         held = any(e.get("state") in HELD for e in status.get("mitigations") or [])
@@ -272,7 +272,7 @@ def _apply_response(
     failed = []
     for step in plan(body, response, targets):
         previous = entries.get(step.id, {})
-        outcome = _cooling(step, world, namespace, body, cooldown, now)
+        outcome = cooling(step, world, namespace, body, cooldown, now)
         if outcome is None:
             if step.action.once and previous.get("state") in HELD:
                 continue
@@ -301,7 +301,7 @@ def plan(body: Body, response: dict[str, Any], targets: list[Body]) -> list[Step
     return steps
 
 
-def _gate(
+def gate(
     namespace: str, targets: list[Body], chosen: Body | None, severity: int, world: World
 ) -> tuple[str, str] | None:
     """Why nothing may be changed for this incident, or None."""
@@ -334,7 +334,7 @@ def _gate(
     return None
 
 
-def _cooling(
+def cooling(
     step: Step, world: World, namespace: str, body: Body, cooldown: timedelta, now: datetime
 ) -> Outcome | None:
     if not cooldown or step.action.per_incident:
@@ -628,7 +628,7 @@ def resolve_targets(namespace: str, target: dict[str, Any]) -> list[Body]:
     return []
 
 
-def _missing_target_message(namespace: str, spec: dict[str, Any]) -> str:
+def missing_target_message(namespace: str, spec: dict[str, Any]) -> str:
     target = spec.get("target") or {}
     if target.get("name"):
         return (

@@ -45,7 +45,7 @@ def load_config() -> None:
                 "KUBECONFIG=.local/kubeconfig)"
             )
     try:
-        kubernetes.config.load_kube_config()
+        kubernetes.config.load_kube_config(config_file=kubeconfig or None)
         return
     except (kubernetes.config.ConfigException, OSError, TypeError) as err:
         kube_err = err
@@ -156,9 +156,16 @@ class Ref:
         return f"{self.kind}/{self.name}"
 
 
+FIELD_MANAGER = "ai-incident-operator"
+WRITES = frozenset({"POST", "PUT", "PATCH"})
+
+
 def _call(method: str, path: str, body: Any = None, query: list | None = None) -> Any:
     """One REST call; JSON in and out as plain dicts; ApiException on any non-2xx answer."""
     content_type = "application/merge-patch+json" if method == "PATCH" else "application/json"
+    if method in WRITES:
+        # So that managedFields (and GitOps tools reading them) name the operator.
+        query = [*(query or []), ("fieldManager", FIELD_MANAGER)]
     client = api_client()
     request = client.param_serialize(
         method=method,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -22,13 +23,15 @@ import kubernetes
 import pytest
 import yaml
 
-from ai_incident_operator import cli, kube, ledger
+from ai_incident_operator import kube, ledger
 from ai_incident_operator.kube import Ref
+from alertkit import Webhook, am_alert, am_payload
 from kit import (
     REPO,
     OperatorProcess,
     create_incident,
     deployment,
+    free_port,
     get_incident,
     kubectl,
     policy_body,
@@ -46,7 +49,9 @@ SA = "ai-incident-operator"
 USER = f"system:serviceaccount:{RELEASE_NS}:{SA}"
 LABELS = {"app.kubernetes.io/part-of": "chat"}
 # What the operator's log must not say when its RBAC is right.
-RBAC_TROUBLE = re.compile(r"forbidden|Forbidden|\b403\b|Not enough permissions|Failed to post an event")
+RBAC_TROUBLE = re.compile(
+    r"forbidden|Forbidden|\b403\b|Not enough permissions|Failed to post an event"
+)
 
 
 def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -139,9 +144,7 @@ def test_namespaced_rbac_renders_roles_and_namespace_flags():
         "clustermitigationpolicies", "clustermitigationpolicies/status", "namespaces",
         "customresourcedefinitions",
     }  # fmt: skip
-    failed = helm(
-        "template", RELEASE, str(CHART), "--set", "rbac.namespaced=true", check=False
-    )
+    failed = helm("template", RELEASE, str(CHART), "--set", "rbac.namespaced=true", check=False)
     assert failed.returncode != 0 and "needs watchNamespaces" in failed.stderr
 
 
@@ -175,7 +178,9 @@ def test_optional_parts_render():
     (rule,) = find(docs, "PrometheusRule")
     alerts = {r.get("alert") for g in rule["spec"]["groups"] for r in g["rules"]}
     source = yaml.safe_load((REPO / "deploy" / "prometheus" / "ai-incident-rules.yaml").read_text())
-    assert {r["alert"] for g in source["groups"] for r in g["rules"]} | {"ChatQualityWatch"} == alerts
+    assert {r["alert"] for g in source["groups"] for r in g["rules"]} | {
+        "ChatQualityWatch"
+    } == alerts
     # Prometheus's own templates reach it untouched.
     assert "{{ $labels.namespace }}" in json.dumps(rule)
     (dashboard,) = find(docs, "ConfigMap")
@@ -188,7 +193,12 @@ def test_optional_parts_render():
 
 
 def test_values_schema_rejects_mistakes():
-    for bad in ("rbac.namspaced=true", "replicaCount=-1", "webhook.port=0", "image.pullPolicy=Sometimes"):
+    for bad in (
+        "rbac.namspaced=true",
+        "replicaCount=-1",
+        "webhook.port=0",
+        "image.pullPolicy=Sometimes",
+    ):
         result = helm("template", RELEASE, str(CHART), "--set", bad, check=False)
         assert result.returncode != 0, bad
         assert "schema" in result.stderr.lower(), result.stderr
@@ -223,6 +233,10 @@ def release(cluster):
 def install(*values: str) -> dict:
     """helm upgrade --install with VALUES (--set strings), reset to the chart's defaults first."""
     optional = []
+    if os.environ.get("USE_EXISTING_CLUSTER") == "1":
+        # A real cluster would run the pod (when it can pull the image): a second operator
+        # beside the one under test. Here the Deployment only has to exist.
+        optional += ["--set", "replicaCount=0"]
     if kube.kind_installed("PrometheusRule"):
         optional += ["--set", "prometheusRule.enabled=true"]
     sets = [arg for value in values for arg in ("--set", value)]
@@ -246,7 +260,7 @@ def sa_kubeconfig(local_cluster, tmp_path: Path) -> Path:
         config = json.loads(local_cluster.kubeconfig_for(RELEASE_NS, SA).read_text())
     else:
         token = kubectl("create", "token", SA, "-n", RELEASE_NS, "--duration", "1h").stdout.strip()
-        admin = yaml.safe_load(Path(kube.os.environ["KUBECONFIG"]).read_text())
+        admin = yaml.safe_load(Path(os.environ["KUBECONFIG"]).read_text())
         current = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
         cluster = next(c for c in admin["clusters"] if c["name"] == current["context"]["cluster"])
         config = {
@@ -272,13 +286,10 @@ def can_i(verb: str, resource: str, namespace: str | None) -> bool:
 
 def run_as_sa(name: str, kubeconfig: Path, *namespaces: str) -> OperatorProcess:
     args = [arg for ns in namespaces for arg in ("--namespace", ns)]
-    run_help = cli.build_parser()._subparsers._group_actions[0].choices["run"].format_help()
-    if "--webhook-listen" in run_help:  # the intake's flags, as the chart passes them
-        from kit import free_port
-
-        token_file = kubeconfig.parent / "webhook-token"
-        token_file.write_text(token_of_release())
-        args += ["--webhook-listen", f"127.0.0.1:{free_port()}", "--webhook-token-file", str(token_file)]  # fmt: skip
+    # The intake as the chart runs it: the token read from the release's Secret, as a file.
+    token_file = kubeconfig.parent / "webhook-token"
+    token_file.write_text(token_of_release())
+    args += ["--webhook-listen", f"127.0.0.1:{free_port()}", "--webhook-token-file", str(token_file)]  # fmt: skip
     env = {
         "KUBECONFIG": str(kubeconfig),
         "AIINCIDENT_NAMESPACE": RELEASE_NS,
@@ -292,14 +303,30 @@ def setup_model(ns: str, policy: dict) -> None:
     kube.create("Service", ns, service("chat", "chat-llm"))
     kube.create("Service", ns, service("chat-fallback", "chat-fallback"))
     kube.create("VirtualService", ns, virtual_service("chat", "chat"))
+    kube.create("ConfigMap", ns, {"metadata": {"name": "chat-config"}, "data": {"max_tokens": "4096"}})  # fmt: skip
     kube.create("MitigationPolicy", ns, policy_body("chat", policy))
 
 
 def snapshot(ns: str) -> dict:
     return {
         kind: spec_snapshot(kube.get(Ref(kind, ns, name)))
-        for kind, name in (("Deployment", "chat-llm"), ("Service", "chat"), ("VirtualService", "chat"))
+        for kind, name in (("Deployment", "chat-llm"), ("Service", "chat"), ("VirtualService", "chat"),
+                           ("ConfigMap", "chat-config"))
     }  # fmt: skip
+
+
+# Severity 2 exercises the rest of the rights: a Service port and a ConfigMap, and the
+# server-side dry run of the sidecar.
+SEV2 = {
+    "severity": 2,
+    "actions": [
+        {"type": "GuardrailSidecar",
+         "container": {"name": "guardrail", "image": "registry.local/guardrail:1", "ports": [{"containerPort": 8001}]},
+         "servicePort": {"service": "chat", "port": "http", "targetPort": 8001}},
+        {"type": "ConservativeConfig", "container": "llm", "env": {"TEMPERATURE": "0"},
+         "configMap": {"name": "chat-config", "data": {"max_tokens": "256"}}},
+    ],
+}  # fmt: skip
 
 
 def sev1_policy(*extra_actions: dict, **spec: object) -> dict:
@@ -316,7 +343,8 @@ def sev1_policy(*extra_actions: dict, **spec: object) -> dict:
                     {"type": "ScaleToZero"},
                     *extra_actions,
                 ],
-            }
+            },
+            SEV2,
         ],
         **spec,
     }  # fmt: skip
@@ -356,9 +384,45 @@ def mitigate_and_resolve(ns: str, proc: OperatorProcess, expect: set[str]) -> No
     assert not ledger.holders(kube.get(Ref("Deployment", ns, "chat-llm")))
 
 
+def degraded_then_resolved(ns: str) -> None:
+    """Severity 2: a guardrail sidecar in front of the model and a conservative configuration."""
+    before = snapshot(ns)
+    spec = {"category": "AccuracyDegradation", "severity": 2, "target": {"name": "chat-llm"}}
+    create_incident(ns, "quality", spec)
+    incident = phase(ns, "quality", "Mitigated")
+    states = {(m["action"], m["state"]) for m in incident["status"]["mitigations"]}
+    assert states == {("GuardrailSidecar", "Applied"), ("ConservativeConfig", "Applied")}
+    pod = kube.get(Ref("Deployment", ns, "chat-llm"))["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["containers"]] == ["llm", "guardrail"]
+    assert kube.get(Ref("Service", ns, "chat"))["spec"]["ports"][0]["targetPort"] == 8001
+    assert kube.get(Ref("ConfigMap", ns, "chat-config"))["data"] == {"max_tokens": "256"}
+    kube.patch(Ref("AIIncident", ns, "quality"), {"spec": {"resolution": {"requested": True}}})
+    phase(ns, "quality", "Resolved")
+    assert snapshot(ns) == before
+
+
+def alerts_open_an_incident(ns: str, proc: OperatorProcess) -> None:
+    """The intake, with the token from the chart's Secret, opens an incident from an alert."""
+    wait_for(proc.webhook_ready, 30, f"webhook ready (log: {proc.log_path})")
+    alert = am_alert(namespace=ns, deployment="chat-llm", ai_incident_category="CostAnomaly")
+    webhook = Webhook(proc.webhook_url, token_of_release())
+    assert webhook.post(am_payload(alert), token="not-the-token").status in (401, 403)
+    reply = webhook.post(am_payload(alert))
+    assert reply.status == 200, reply.body
+    opened = wait_for(
+        lambda: [i for i in kube.list_objects("AIIncident", ns) if i["spec"]["category"] == "CostAnomaly"],
+        20, "an incident from the alert",
+    )  # fmt: skip
+    assert opened[0]["spec"]["alerts"][0]["labels"]["deployment"] == "chat-llm"
+
+
 def assert_no_rbac_trouble(proc: OperatorProcess) -> None:
     log = proc.log_path.read_text(errors="replace")
-    trouble = [line for line in log.splitlines() if RBAC_TROUBLE.search(line)]
+    # aiohttp's access log records the intake's own 401/403 answers: not about RBAC.
+    trouble = [
+        line for line in log.splitlines()
+        if RBAC_TROUBLE.search(line) and "aiohttp.access" not in line
+    ]  # fmt: skip
     assert not trouble, "\n".join(trouble[:20])
 
 
@@ -367,6 +431,9 @@ def test_install_keeps_token_and_sa_mitigates_with_least_privilege(
 ):
     ns = solo_namespace
     assert release["info"]["status"] == "deployed"
+    notes = release["info"]["notes"]  # how to point Alertmanager at the intake
+    assert f"url: http://{RELEASE}.{RELEASE_NS}.svc:8080/api/v1/alerts" in notes
+    assert f"kubectl -n {RELEASE_NS} get secret {RELEASE}-webhook" in notes
     dep = kube.get(Ref("Deployment", RELEASE_NS, RELEASE))
     assert dep["spec"]["template"]["spec"]["serviceAccountName"] == SA
     token = token_of_release()
@@ -386,10 +453,14 @@ def test_install_keeps_token_and_sa_mitigates_with_least_privilege(
         ("update", "clusterroles", None), ("create", "rolebindings", ns), ("impersonate", "users", None),
         ("delete", "namespaces", None), ("delete", "virtualservices", ns), ("update", "nodes", None),
     ]:  # fmt: skip
-        assert not can_i(verb, resource, where), f"the ServiceAccount may {verb} {resource} in {where}"
+        assert not can_i(verb, resource, where), (
+            f"the ServiceAccount may {verb} {resource} in {where}"
+        )
     kubeconfig = sa_kubeconfig(local_cluster, tmp_path)
     kube.create("Secret", ns, {"metadata": {"name": "elsewhere"}, "stringData": {"k": "v"}})
-    denied = kubectl("--kubeconfig", str(kubeconfig), "get", "secret", "elsewhere", "-n", ns, check=False)
+    denied = kubectl(
+        "--kubeconfig", str(kubeconfig), "get", "secret", "elsewhere", "-n", ns, check=False
+    )
     assert denied.returncode != 0 and "forbidden" in denied.stderr, denied.stderr
 
     # Allowed: the whole severity-1 scenario, with a notification through a Secret in the
@@ -400,12 +471,16 @@ def test_install_keeps_token_and_sa_mitigates_with_least_privilege(
     if kube.kind_installed("PrometheusRule"):
         extra.append({"type": "IncreaseMonitoring", "rules": [{"alert": "ChatWatch", "expr": "vector(1)"}]})  # fmt: skip
         expect.add("IncreaseMonitoring")
-    channels = [{"name": "oncall", "webhook": {"urlSecretRef": {"name": f"oncall-{ns}", "key": "url"}}}]
+    channels = [
+        {"name": "oncall", "webhook": {"urlSecretRef": {"name": f"oncall-{ns}", "key": "url"}}}
+    ]
     setup_model(ns, sev1_policy(*extra, notifications={"channels": channels}))
     proc = run_as_sa("chart-sa", kubeconfig, ns)
     try:
         mitigate_and_resolve(ns, proc, expect)
         assert hook.bodies.get("/oncall"), "the Notify channel was not reached"
+        degraded_then_resolved(ns)
+        alerts_open_an_incident(ns, proc)
         if "IncreaseMonitoring" in expect:
             assert kube.get(Ref("PrometheusRule", ns, "harm-monitoring")) is None
         wait_for(lambda: (kubernetes.client.CoreV1Api().list_namespaced_event(
@@ -431,7 +506,9 @@ def test_namespaced_rbac_mode(release, local_cluster, solo_namespace, tmp_path):
         assert not can_i("get", "services", other)
         assert not can_i("list", "deployments", None)
         assert not can_i("list", "aiincidents", None)
-        assert can_i("list", "namespaces", None) and can_i("watch", "clustermitigationpolicies", None)
+        assert can_i("list", "namespaces", None) and can_i(
+            "watch", "clustermitigationpolicies", None
+        )
         setup_model(ns, sev1_policy())
         proc = run_as_sa("chart-sa-namespaced", sa_kubeconfig(local_cluster, tmp_path), ns)
         try:
