@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -81,13 +82,38 @@ def free_port() -> int:
 
 
 class OperatorProcess:
-    """`aiincident run` as a user runs it, in its own process, so tests can kill it."""
+    """`aiincident run` as a user runs it, in its own process, so tests can kill it.
 
-    def __init__(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
+    The webhook listens on a free port of 127.0.0.1 (`webhook_url`) with a random bearer
+    token (`webhook_token`, passed as AIINCIDENT_WEBHOOK_TOKEN) unless ARGS bring their own
+    --webhook-listen, --webhook-token-file or --insecure-no-auth; `webhook_token=None`
+    starts it with no token at all.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        webhook_token: str | None = "",
+    ) -> None:
         self.name = name
         self.args = list(args)
         self.env = {**os.environ, **(env or {})}
         self.port = free_port()
+        self.webhook_port = free_port()
+        if "--webhook-listen" in self.args:
+            listen = self.args[self.args.index("--webhook-listen") + 1]
+            self.webhook_port = int(listen.rpartition(":")[2] or 0)
+        else:
+            self.args += ["--webhook-listen", f"127.0.0.1:{self.webhook_port}"]
+        self.webhook_url = f"http://127.0.0.1:{self.webhook_port}"
+        self.webhook_token: str | None = None
+        if webhook_token is None or {"--webhook-token-file", "--insecure-no-auth"} & set(args):
+            self.env.pop("AIINCIDENT_WEBHOOK_TOKEN", None)
+        else:
+            self.webhook_token = webhook_token or secrets.token_hex(16)
+            self.env["AIINCIDENT_WEBHOOK_TOKEN"] = self.webhook_token
         self.proc: subprocess.Popen | None = None
         LOGS.mkdir(parents=True, exist_ok=True)
         self.log_path = LOGS / f"operator-{name}.log"
@@ -106,6 +132,14 @@ class OperatorProcess:
         self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env)
         wait_for(self._live, 30, f"operator {self.name} liveness (log: {self.log_path})")
         return self
+
+    def webhook_ready(self) -> bool:
+        """Whether the webhook's /readyz says the apiserver answered."""
+        try:
+            with urllib.request.urlopen(f"{self.webhook_url}/readyz", timeout=1) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
 
     def _live(self) -> bool:
         assert self.proc is not None

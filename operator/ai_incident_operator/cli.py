@@ -14,27 +14,50 @@ import sys
 from . import __version__, kube
 
 # Modules that add sub-commands: each has `add_commands(subparsers)`.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("validation", "reports")
 
 
 def _run(args: argparse.Namespace) -> int:
     import kopf
 
-    from . import handlers  # noqa: F401 - registers the kopf handlers
+    from . import handlers, metrics  # noqa: F401 - register the kopf handlers and the metrics watch
+    from .intake import server as webhook
 
-    kube.load_config()
-    liveness = f"http://{args.liveness_listen}/healthz" if args.liveness_listen else None
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    asyncio.run(
-        kopf.operator(
-            clusterwide=not args.namespace,
-            namespaces=args.namespace or [],
-            liveness_endpoint=liveness,
+    try:
+        settings = webhook.settings_from(
+            args.webhook_listen, args.webhook_token_file, args.insecure_no_auth
         )
-    )
+    except webhook.SettingsError as err:
+        print(f"aiincident: {err}", file=sys.stderr)
+        return 2
+    kube.load_config()
+    liveness = f"http://{args.liveness_listen}/healthz" if args.liveness_listen else None
+
+    async def operate() -> None:
+        # The webhook serves on kopf's loop; it stops first on shutdown (kopf's cleanup
+        # hook), so that kopf does not wait on its open connections.
+        server = await webhook.start(settings) if settings else None
+        if server:
+            kopf.on.cleanup(id="stop-webhook")(server.stop)
+        try:
+            await kopf.operator(
+                clusterwide=not args.namespace,
+                namespaces=args.namespace or [],
+                liveness_endpoint=liveness,
+            )
+        finally:
+            if server:
+                await server.stop()
+
+    try:
+        asyncio.run(operate())
+    except webhook.SettingsError as err:
+        print(f"aiincident: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -57,6 +80,23 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         default="0.0.0.0:8081",
         help="serve kopf's liveness probe at http://HOST:PORT/healthz ('' to turn off)",
+    )
+    run.add_argument(
+        "--webhook-listen",
+        metavar="HOST:PORT",
+        default="0.0.0.0:8080",
+        help="serve Alertmanager's webhook (POST /api/v1/alerts), /healthz, /readyz and /metrics "
+        "here (default: %(default)s; '' to turn off)",
+    )
+    run.add_argument(
+        "--webhook-token-file",
+        metavar="PATH",
+        help="the webhook's bearer token, read from this file (else $AIINCIDENT_WEBHOOK_TOKEN)",
+    )
+    run.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="accept alerts without a bearer token (needed when no token is configured)",
     )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(func=_run)

@@ -1,0 +1,162 @@
+"""The operator's Prometheus metrics, served at the webhook server's `/metrics`.
+
+Webhook counters (fed by `intake.server`); and, fed by a kopf watch on AIIncidents
+registered here (`cli._run` imports this module): incidents by namespace, phase and
+severity, mitigation entries by action and state, and histograms of the seconds
+from detection to mitigation and from mitigation to resolution. The gauges are
+computed at scrape time from the last state of each incident seen on the watch.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import kopf
+import prometheus_client
+from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from . import GROUP, VERSION
+
+prometheus_client.disable_created_metrics()  # no *_created series: noise on every scrape
+ALERTS = Counter(
+    "aiincident_alerts_received",
+    "Alerts posted to the webhook, by result: created, updated or unchanged (the incident "
+    "they went to), rejected (bad input), unavailable (the apiserver was away; Alertmanager retries)",
+    ["result"],
+)
+REQUESTS = Counter("aiincident_webhook_requests", "Webhook requests by HTTP status", ["code"])
+UNMAPPED = Counter(
+    "aiincident_alerts_unmapped",
+    "Alerts that named no workload, filed as incidents in the operator's namespace",
+)
+_MINUTE, _HOUR = 60.0, 3600.0
+DETECT_TO_MITIGATE = Histogram(
+    "aiincident_detect_to_mitigate_seconds",
+    "Seconds from an incident's detection to its mitigation (status.detectedAt -> mitigatedAt)",
+    buckets=(1, 2, 5, 10, 30, _MINUTE, 2 * _MINUTE, 5 * _MINUTE, 15 * _MINUTE, _HOUR, 4 * _HOUR),
+)
+MITIGATE_TO_RESOLVE = Histogram(
+    "aiincident_mitigate_to_resolve_seconds",
+    "Seconds from an incident's mitigation to its resolution (status.mitigatedAt -> resolvedAt)",
+    buckets=(
+        _MINUTE,
+        5 * _MINUTE,
+        15 * _MINUTE,
+        _HOUR,
+        4 * _HOUR,
+        12 * _HOUR,
+        24 * _HOUR,
+        3 * 24 * _HOUR,
+        7 * 24 * _HOUR,
+        30 * 24 * _HOUR,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the metrics need of one incident."""
+
+    phase: str
+    severity: str
+    mitigations: tuple[tuple[str, str], ...]  # (action, state)
+    detected_at: str | None
+    mitigated_at: str | None
+    resolved_at: str | None
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> Seen:
+        status = body.get("status") or {}
+        severity = status.get("severity")
+        return cls(
+            phase=status.get("phase") or "Detected",
+            severity=str(severity) if severity else "none",
+            mitigations=tuple(
+                (str(m.get("action", "")), str(m.get("state", "")))
+                for m in status.get("mitigations") or []
+            ),
+            detected_at=status.get("detectedAt"),
+            mitigated_at=status.get("mitigatedAt"),
+            resolved_at=status.get("resolvedAt"),
+        )
+
+
+def _observe(histogram: Histogram, start: str | None, end: str | None) -> None:
+    try:
+        a = datetime.fromisoformat(str(start).replace("Z", "+00:00"))
+        b = datetime.fromisoformat(str(end).replace("Z", "+00:00"))
+    except ValueError:
+        return
+    histogram.observe(max(0.0, (b - a).total_seconds()))
+
+
+class Incidents(Collector):
+    """The last seen state of every incident; gauges from it at scrape time."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, str], Seen] = {}
+
+    def observe(self, event_type: str | None, body: dict[str, Any]) -> None:
+        """One watch event. The initial listing (type None) records without timing: what
+        happened before this process started is not observed again on each restart."""
+        meta = body.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        if event_type == "DELETED":
+            self.seen.pop(key, None)
+            return
+        now, before = Seen.of(body), self.seen.get(key)
+        self.seen[key] = now
+        if event_type is None:
+            return
+        if now.mitigated_at and not (before and before.mitigated_at):
+            _observe(DETECT_TO_MITIGATE, now.detected_at, now.mitigated_at)
+        if now.resolved_at and now.mitigated_at and not (before and before.resolved_at):
+            _observe(MITIGATE_TO_RESOLVE, now.mitigated_at, now.resolved_at)
+
+    def collect(self) -> Iterator[Metric]:
+        incidents = GaugeMetricFamily(
+            "aiincident_incidents",
+            "AIIncidents by namespace, phase and severity (severity none before triage)",
+            labels=["namespace", "phase", "severity"],
+        )
+        mitigations = GaugeMetricFamily(
+            "aiincident_mitigations",
+            "Mitigation entries (one per action per target) by namespace, action and state",
+            labels=["namespace", "action", "state"],
+        )
+        by_phase: collections.Counter[tuple[str, str, str]] = collections.Counter()
+        by_action: collections.Counter[tuple[str, str, str]] = collections.Counter()
+        for (namespace, _), seen in list(self.seen.items()):
+            by_phase[(namespace, seen.phase, seen.severity)] += 1
+            for action, state in seen.mitigations:
+                by_action[(namespace, action, state)] += 1
+        for labels, count in sorted(by_phase.items()):
+            incidents.add_metric(list(labels), count)
+        for labels, count in sorted(by_action.items()):
+            mitigations.add_metric(list(labels), count)
+        yield incidents
+        yield mitigations
+
+
+INCIDENTS = Incidents()
+REGISTRY.register(INCIDENTS)
+
+
+@kopf.on.event(GROUP, VERSION, "aiincidents", id="metrics")
+async def incident_event(event: kopf.RawEvent, **_: Any) -> None:
+    INCIDENTS.observe(event.get("type"), event.get("object") or {})
+
+
+def _quiet(record: logging.LogRecord) -> bool:
+    """kopf logs every handler run; this one runs on every change of every incident."""
+    return not record.getMessage().endswith("Handler 'metrics' succeeded.")
+
+
+logging.getLogger("kopf.objects").addFilter(_quiet)

@@ -1,0 +1,510 @@
+"""Sub-commands for people working incidents: report, list, describe, approve, resolve.
+
+`add_commands` (listed in `cli.COMMAND_MODULES`) adds them to `aiincident`. `report`
+files the playbook's user reports, internal discoveries and external reports as
+AIIncidents; `list` and `describe` print what `kubectl get` and `describe` do not
+(the mitigations, the conditions with their reasons, the timeline); `approve` and
+`resolve` set `spec.approved` and `spec.resolution`. All go through `kube`; every
+failure is one line on stderr and exit status 1, as kubectl does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import re
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import kubernetes
+import urllib3
+from kubernetes.client.exceptions import ApiException
+
+from . import API_VERSION, kube
+from .conditions import INCIDENT_CONDITION_TYPES
+from .intake.mapping import CATEGORIES, SOURCE_LABEL
+from .kube import Ref
+from .policy import selector_string
+
+SOURCES = ("UserReport", "Internal", "External")
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+class Failure(Exception):
+    """A command cannot do what was asked; the message says why."""
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    report = _parser(
+        subparsers,
+        "report",
+        "file an incident (a user report, internal discovery or external report)",
+    )
+    report.add_argument("-n", "--namespace", required=True, help="the target's namespace")
+    report.add_argument("--target", required=True, metavar="NAME", help="the model's Deployment")
+    report.add_argument("--category", required=True, choices=CATEGORIES)
+    report.add_argument(
+        "--severity",
+        type=int,
+        choices=(1, 2, 3),
+        help="1 (worst) to 3; default: triage decides from the policy",
+    )
+    report.add_argument(
+        "--source",
+        choices=SOURCES,
+        default="UserReport",
+        help="who found it (default: %(default)s)",
+    )
+    report.add_argument(
+        "--reporter", required=True, metavar="TEXT", help="who reported it, e.g. 'ticket SUP-1234'"
+    )
+    report.add_argument("--description", required=True, metavar="TEXT", help="what happened")
+    report.add_argument(
+        "--title", metavar="TEXT", help="one line (default: the description's first line)"
+    )
+    report.add_argument(
+        "--name", help="the incident's name (default: <target>-<category>-<random>)"
+    )
+    report.set_defaults(func=_command(_report))
+
+    listing = _parser(subparsers, "list", "list incidents with their phase and mitigations")
+    where = listing.add_mutually_exclusive_group()
+    where.add_argument("-n", "--namespace", help="this namespace (default: the kubeconfig's)")
+    where.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
+    listing.set_defaults(func=_command(_list))
+
+    describe = _parser(subparsers, "describe", "an incident's timeline, conditions and mitigations")
+    describe.add_argument("name")
+    describe.add_argument("-n", "--namespace", help="default: the kubeconfig's namespace")
+    describe.set_defaults(func=_command(_describe))
+
+    approve = _parser(
+        subparsers, "approve", "approve the response of an incident awaiting approval"
+    )
+    approve.add_argument("name")
+    approve.add_argument("-n", "--namespace", help="default: the kubeconfig's namespace")
+    approve.set_defaults(func=_command(_approve))
+
+    resolve = _parser(
+        subparsers, "resolve", "resolve an incident: the operator undoes its mitigations"
+    )
+    resolve.add_argument("name")
+    resolve.add_argument("-n", "--namespace", help="default: the kubeconfig's namespace")
+    resolve.add_argument("--root-cause", metavar="TEXT", help="what caused it")
+    resolve.add_argument("--fix", metavar="TEXT", help="what fixed it")
+    resolve.set_defaults(func=_command(_resolve))
+
+
+def _parser(
+    subparsers: argparse._SubParsersAction, name: str, help_: str
+) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(name, help=help_, description=help_)
+
+    def error(message: str) -> None:  # usage errors exit 1, as kubectl's do
+        parser.print_usage(sys.stderr)
+        parser.exit(1, f"{parser.prog}: error: {message}\n")
+
+    parser.error = error  # type: ignore[method-assign]
+    return parser
+
+
+def _command(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """RUN with the cluster configuration loaded and every failure as one line and exit 1."""
+
+    @functools.wraps(run)
+    def command(args: argparse.Namespace) -> int:
+        try:
+            kube.load_config()
+            if hasattr(args, "namespace") and not args.namespace:
+                args.namespace = default_namespace()
+            return run(args)
+        except (Failure, kube.ConfigError) as err:
+            print(f"aiincident: {err}", file=sys.stderr)
+        except ApiException as err:
+            print(
+                f"aiincident: the apiserver answered {err.status}: {_message(err)}", file=sys.stderr
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as err:
+            print(f"aiincident: cannot reach the apiserver: {err}", file=sys.stderr)
+        return 1
+
+    return command
+
+
+def _message(err: ApiException) -> str:
+    try:
+        return json.loads(err.body)["message"]
+    except (TypeError, ValueError, KeyError):
+        return str(err.reason)
+
+
+def default_namespace() -> str:
+    """As kubectl: the current context's namespace, in a pod its own, else default."""
+    try:
+        _, current = kubernetes.config.list_kube_config_contexts()
+        namespace = ((current or {}).get("context") or {}).get("namespace")
+        if namespace:
+            return namespace
+    except (kubernetes.config.ConfigException, OSError, TypeError, KeyError):
+        pass
+    try:
+        return kube.SA_NAMESPACE_FILE.read_text().strip() or "default"
+    except OSError:
+        return "default"
+
+
+def _get(namespace: str, name: str) -> dict[str, Any]:
+    incident = kube.get(Ref("AIIncident", namespace, name))
+    if incident is None:
+        raise Failure(f"AIIncident {namespace}/{name} not found (aiincident list -n {namespace})")
+    return incident
+
+
+# --- report -------------------------------------------------------------------------------
+
+
+def _report(args: argparse.Namespace) -> int:
+    if not _NAME.fullmatch(args.target) or len(args.target) > 253:
+        raise Failure(f"--target {args.target!r} is not a Deployment name")
+    if args.name and (not _NAME.fullmatch(args.name) or len(args.name) > 253):
+        raise Failure(
+            f"--name {args.name!r} is not an object name (lower case letters, digits, '-', '.')"
+        )
+    description = args.description.strip()
+    if not description:
+        raise Failure("--description is empty: say what happened")
+    if not args.reporter.strip():
+        raise Failure("--reporter is empty: say who reported it, e.g. 'ticket SUP-1234'")
+    title = (args.title or "").strip() or description.splitlines()[0][:200]
+    metadata: dict[str, Any] = {
+        "namespace": args.namespace,
+        "labels": {SOURCE_LABEL: args.source.lower()},
+    }
+    if args.name:
+        metadata["name"] = args.name
+    else:  # the apiserver adds 5 random characters
+        metadata["generateName"] = f"{args.target[:40].rstrip('.-')}-{args.category.lower()}-"
+    spec: dict[str, Any] = {
+        "title": title[:512],
+        "category": args.category,
+        "description": description,
+        "source": {"type": args.source, "reporter": args.reporter.strip()},
+        "target": {"kind": "Deployment", "name": args.target},
+    }
+    if args.severity:
+        spec["severity"] = args.severity
+    body = {"apiVersion": API_VERSION, "kind": "AIIncident", "metadata": metadata, "spec": spec}
+    try:
+        created = kube.create("AIIncident", args.namespace, body)
+    except ApiException as err:
+        if err.status == 404:
+            raise Failure(f"namespace {args.namespace} not found") from None
+        if err.status == 409:
+            raise Failure(f"AIIncident {args.namespace}/{args.name} already exists") from None
+        raise
+    print(created["metadata"]["name"])
+    try:
+        if kube.get(Ref("Deployment", args.namespace, args.target)) is None:
+            print(
+                f"aiincident: warning: Deployment {args.namespace}/{args.target} not found: the "
+                "incident is filed, and is triaged once the Deployment exists",
+                file=sys.stderr,
+            )
+    except ApiException:
+        pass  # not allowed to read Deployments: the operator will say
+    return 0
+
+
+# --- list ---------------------------------------------------------------------------------
+
+
+def age(since: str | None, now: datetime | None = None) -> str:
+    """kubectl's human duration: 45s, 3m20s, 130m, 5h10m, 30h, 3d4h, 120d, 2y30d."""
+    if not since:
+        return "<unknown>"
+    try:
+        then = datetime.fromisoformat(since.replace("Z", "+00:00"))
+    except ValueError:
+        return "<invalid>"
+    seconds = int(((now or datetime.now(UTC)) - then).total_seconds())
+    if seconds < 0:
+        return "0s"
+    if seconds < 120:
+        return f"{seconds}s"
+    minutes = seconds // 60
+    if minutes < 10:
+        return f"{minutes}m{seconds % 60}s" if seconds % 60 else f"{minutes}m"
+    if minutes < 180:
+        return f"{minutes}m"
+    hours = minutes // 60
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    days = hours // 24
+    if hours < 24 * 8:
+        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
+    if days < 365 * 2:
+        return f"{days}d"
+    years = days // 365
+    return f"{years}y{days % 365}d" if days % 365 and years < 8 else f"{years}y"
+
+
+def target_text(spec: dict[str, Any]) -> str:
+    target = spec.get("target") or {}
+    if target.get("name"):
+        return str(target["name"])
+    if target.get("selector"):
+        return selector_string(target["selector"]) or "<all>"
+    return "<none>"
+
+
+def applied(status: dict[str, Any]) -> str:
+    actions = [
+        m.get("action", "?") for m in status.get("mitigations") or [] if m.get("state") == "Applied"
+    ]
+    return ",".join(dict.fromkeys(actions)) or "none"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "   ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in [header, *rows]
+    ]
+    return "\n".join(lines)
+
+
+def _list(args: argparse.Namespace) -> int:
+    namespace = None if args.all_namespaces else args.namespace
+    items = sorted(
+        kube.list_objects("AIIncident", namespace),
+        key=lambda i: (i["metadata"]["namespace"], i["metadata"]["name"]),
+    )
+    if not items:
+        where = "any namespace" if namespace is None else f"namespace {namespace}"
+        print(f"No incidents found in {where}.", file=sys.stderr)
+        return 0
+    header = ["NAME", "SEVERITY", "PHASE", "CATEGORY", "TARGET", "AGE", "MITIGATIONS"]
+    rows = []
+    for item in items:
+        spec, status = item.get("spec") or {}, item.get("status") or {}
+        rows.append(
+            [
+                item["metadata"]["name"],
+                str(status.get("severity") or "-"),
+                status.get("phase") or "Pending",
+                spec.get("category", "?"),
+                target_text(spec),
+                age(item["metadata"].get("creationTimestamp")),
+                applied(status),
+            ]
+        )
+    if namespace is None:
+        header.insert(0, "NAMESPACE")
+        for row, item in zip(rows, items, strict=True):
+            row.insert(0, item["metadata"]["namespace"])
+    print(table(header, rows))
+    return 0
+
+
+# --- describe -----------------------------------------------------------------------------
+
+
+def _indent(text: str, by: str = "  ") -> str:
+    return "\n".join(by + line for line in str(text).splitlines())
+
+
+def describe(incident: dict[str, Any]) -> str:
+    """What a person working the incident reads (pure)."""
+    meta = incident["metadata"]
+    spec, status = incident.get("spec") or {}, incident.get("status") or {}
+    out: list[str] = []
+
+    def field(name: str, value: Any) -> None:
+        out.append(f"{name + ':':<14}{value}")
+
+    field("Name", meta["name"])
+    field("Namespace", meta.get("namespace", ""))
+    if spec.get("title"):
+        field("Title", spec["title"])
+    field("Category", spec.get("category", "?"))
+    field("Phase", status.get("phase") or "Pending (the operator has not seen it yet)")
+    if status.get("severity"):
+        field("Severity", f"{status['severity']}: {status.get('severityReason', '')}".rstrip(": "))
+    elif spec.get("severity"):
+        field("Severity", f"{spec['severity']} (set in spec; not triaged yet)")
+    else:
+        field("Severity", "not triaged yet")
+    ref = status.get("policyRef")
+    if ref:
+        field(
+            "Policy",
+            f"{ref.get('kind')} {'/'.join(p for p in (ref.get('namespace'), ref.get('name')) if p)}",
+        )
+    elif any(
+        c.get("type") == "Triaged" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    ):
+        field("Policy", "none: triage and notification only, nothing is changed")
+    source = spec.get("source") or {}
+    field(
+        "Source",
+        f"{source.get('type', 'Manual')}"
+        + (f": {source['reporter']}" if source.get("reporter") else ""),
+    )
+    resolved = ", ".join(
+        f"{t.get('namespace')}/{t.get('name')}" for t in status.get("targets") or []
+    )
+    field(
+        "Target",
+        f"{(spec.get('target') or {}).get('kind', 'Deployment')} {target_text(spec)}"
+        + (f" ({resolved})" if resolved else ""),
+    )
+    if "approved" in spec or status.get("phase") == "AwaitingApproval":
+        field("Approved", "yes" if spec.get("approved") else "no (aiincident approve)")
+    field(
+        "Created",
+        f"{meta.get('creationTimestamp', '?')} ({age(meta.get('creationTimestamp'))} ago)",
+    )
+    for key, name in (
+        ("detectedAt", "Detected"),
+        ("triagedAt", "Triaged"),
+        ("mitigatedAt", "Mitigated"),
+        ("resolvedAt", "Resolved"),
+        ("closedAt", "Closed"),
+        ("reviewDueBy", "Review due"),
+        ("regulatoryReportDueBy", "Report due"),
+    ):
+        if status.get(key):
+            field(name, status[key])
+    if spec.get("description"):
+        out += ["Description:", _indent(spec["description"])]
+
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    if conditions:
+        ordered = [conditions[t] for t in INCIDENT_CONDITION_TYPES if t in conditions]
+        ordered += [c for t, c in conditions.items() if t not in INCIDENT_CONDITION_TYPES]
+        rows = [
+            [
+                c.get("type", ""),
+                c.get("status", ""),
+                c.get("reason", ""),
+                c.get("lastTransitionTime", ""),
+                c.get("message", ""),
+            ]
+            for c in ordered
+        ]
+        out += [
+            "Conditions:",
+            _indent(table(["TYPE", "STATUS", "REASON", "SINCE", "MESSAGE"], rows)),
+        ]
+
+    mitigations = status.get("mitigations") or []
+    out.append("Mitigations:" + ("" if mitigations else " none"))
+    for m in mitigations:
+        out.append(f"  {m.get('action', '?')} on {m.get('target', '?')}: {m.get('state', '?')}")
+        for key, name in (("appliedAt", "applied"), ("revertedAt", "reverted")):
+            if m.get(key):
+                out.append(f"    {name}: {m[key]}")
+        if m.get("objects"):
+            out.append(f"    objects: {', '.join(m['objects'])}")
+        if m.get("message"):
+            out.append(f"    message: {m['message']}")
+
+    alerts = spec.get("alerts") or []
+    if alerts:
+        firing = sum(1 for a in alerts if a.get("status") != "resolved")
+        rows = [
+            [
+                a.get("alertname", ""),
+                a.get("status", ""),
+                a.get("startsAt", ""),
+                a.get("endsAt", "") if a.get("status") == "resolved" else "",
+                a.get("fingerprint", ""),
+            ]
+            for a in alerts
+        ]
+        out += [
+            f"Alerts: {firing} firing, {len(alerts) - firing} resolved",
+            _indent(table(["ALERTNAME", "STATUS", "STARTED", "ENDED", "FINGERPRINT"], rows)),
+        ]
+    for h in status.get("hypotheses") or []:
+        out.append(f"Hypothesis:   {h.get('cause')} (confidence {h.get('confidence')})")
+        out += [f"  - {e}" for e in h.get("evidence") or []]
+    for key, name in (("evidenceRef", "Evidence"), ("reviewRef", "Review doc")):
+        if status.get(key):
+            field(name, f"{status[key].get('kind')} {status[key].get('name')}")
+    resolution = spec.get("resolution") or {}
+    if resolution:
+        out.append(
+            "Resolution:" + (" requested" if resolution.get("requested") else " not requested")
+        )
+        for key, name in (("rootCause", "root cause"), ("fix", "fix")):
+            if resolution.get(key):
+                out.append(f"  {name}: {resolution[key]}")
+    review = spec.get("review") or {}
+    if review:
+        out.append("Review:" + (" completed" if review.get("completed") else " open"))
+        if review.get("summary"):
+            out.append(_indent(review["summary"]))
+        for item in review.get("actionItems") or []:
+            done = "x" if item.get("done") else " "
+            out.append(
+                f"  [{done}] {item.get('description')}"
+                + (f" ({item['owner']})" if item.get("owner") else "")
+            )
+
+    timeline = status.get("timeline") or []
+    out.append("Timeline:" + ("" if timeline else " none yet"))
+    if timeline:
+        out.append(
+            _indent(
+                table(
+                    ["TIME", "TYPE", "MESSAGE"],
+                    [
+                        [t.get("time", ""), t.get("type", ""), t.get("message", "")]
+                        for t in timeline
+                    ],
+                )
+            )
+        )
+    return "\n".join(out)
+
+
+def _describe(args: argparse.Namespace) -> int:
+    print(describe(_get(args.namespace, args.name)))
+    return 0
+
+
+# --- approve, resolve ---------------------------------------------------------------------
+
+
+def _approve(args: argparse.Namespace) -> int:
+    incident = _get(args.namespace, args.name)
+    kube.patch(Ref("AIIncident", args.namespace, args.name), {"spec": {"approved": True}})
+    phase = (incident.get("status") or {}).get("phase")
+    note = (
+        ""
+        if phase == "AwaitingApproval"
+        else f" (it was not awaiting approval: phase {phase or 'Pending'})"
+    )
+    print(f"aiincident {args.namespace}/{args.name} approved{note}")
+    return 0
+
+
+def _resolve(args: argparse.Namespace) -> int:
+    _get(args.namespace, args.name)
+    resolution: dict[str, Any] = {"requested": True}
+    if args.root_cause:
+        resolution["rootCause"] = args.root_cause
+    if args.fix:
+        resolution["fix"] = args.fix
+    kube.patch(Ref("AIIncident", args.namespace, args.name), {"spec": {"resolution": resolution}})
+    print(
+        f"aiincident {args.namespace}/{args.name}: resolution requested; the operator undoes its mitigations"
+    )
+    return 0
