@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import sys
 
-from . import mitigation
+from . import intake, mitigation
 
-BENCHMARKS = {"mitigation": mitigation.run}
+BENCHMARKS = {"mitigation": mitigation.run, "intake": intake.run}
 
 
 def main(argv: list[str]) -> int:

@@ -1,4 +1,5 @@
-"""What every benchmark needs: a control plane, the CRDs, the operator, and figures on disk."""
+"""What every benchmark needs: a control plane, the CRDs, the operator, figures on disk,
+and a watch for Deployments scaled to zero (`ZeroWatcher`)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import kubernetes
@@ -78,19 +81,39 @@ def control_plane() -> Iterator[Path]:
             localcluster.down(local.root)
 
 
-@contextmanager
-def operator_process(*args: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
-    """`aiincident run` in its own process; yields once its liveness endpoint answers."""
+def free_port() -> int:
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+@dataclass
+class Operator:
+    proc: subprocess.Popen
+    webhook_url: str  # http://127.0.0.1:PORT/api/v1/alerts
+    token: str
+
+
+@contextmanager
+def operator_process(*args: str, env: dict[str, str] | None = None) -> Iterator[Operator]:
+    """`aiincident run` in its own process, webhook on a free port with a random token;
+    yields once its liveness endpoint answers."""
+    import secrets
+
+    port, webhook_port = free_port(), free_port()
+    token = secrets.token_hex(16)
     RESULTS.mkdir(exist_ok=True)
     log = open(RESULTS / "operator.log", "wb")  # noqa: SIM115
+    argv = [
+        sys.executable, "-m", "ai_incident_operator.cli", "run",
+        "--liveness-listen", f"127.0.0.1:{port}", "--webhook-listen", f"127.0.0.1:{webhook_port}",
+        *args,
+    ]  # fmt: skip
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ai_incident_operator.cli", "run", "--liveness-listen", f"127.0.0.1:{port}", *args],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+        argv, stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, "AIINCIDENT_WEBHOOK_TOKEN": token, **(env or {})},
     )  # fmt: skip
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -103,14 +126,50 @@ def operator_process(*args: str, env: dict[str, str] | None = None) -> Iterator[
         proc.kill()
         raise RuntimeError("operator did not start; see bench-results/operator.log")
     try:
-        yield proc
+        yield Operator(proc, f"http://127.0.0.1:{webhook_port}/api/v1/alerts", token)
     finally:
         proc.terminate()
         proc.wait(timeout=15)
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """PID's resident memory now (or FIELD of /proc/PID/status, e.g. VmHWM: its peak)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return round(int(line.split()[1]) / 1024, 1)
     return 0.0
+
+
+class ZeroWatcher:
+    """Records when each Deployment in NAMESPACE is first seen at 0 replicas (perf_counter)."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self.seen: dict[str, float] = {}
+        self.cond = threading.Condition()
+        self._stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        apps = kubernetes.client.AppsV1Api()
+        while not self._stop:
+            for event in kubernetes.watch.Watch().stream(
+                apps.list_namespaced_deployment, self.namespace, timeout_seconds=30
+            ):
+                obj = event["object"]
+                if obj.spec.replicas == 0:
+                    with self.cond:
+                        self.seen.setdefault(obj.metadata.name, time.perf_counter())
+                        self.cond.notify_all()
+                if self._stop:
+                    return
+
+    def stop(self) -> None:
+        self._stop = True  # the daemon thread ends at its next event or watch timeout
+
+    def wait(self, name: str, timeout: float = 30) -> float:
+        with self.cond:
+            if not self.cond.wait_for(lambda: name in self.seen, timeout):
+                raise TimeoutError(f"{name} was not scaled to zero within {timeout}s")
+            return self.seen[name]

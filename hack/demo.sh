@@ -5,14 +5,19 @@
 set -euo pipefail
 export KUBECONFIG=$(realpath "$1")
 local_dir=$2
+webhook_port=${DEMO_WEBHOOK_PORT:-18080}
 k() { kubectl "$@"; }
 
 if [ -f "$local_dir/operator.pid" ] && kill -0 "$(cat "$local_dir/operator.pid")" 2>/dev/null; then
   echo ">> operator already running (pid $(cat "$local_dir/operator.pid"))"
 else
   echo ">> starting the operator (log: $local_dir/operator.log)"
-  nohup .venv/bin/aiincident run --liveness-listen 127.0.0.1:0 >"$local_dir/operator.log" 2>&1 &
+  [ -s "$local_dir/webhook-token" ] || (umask 077; head -c 24 /dev/urandom | base64 >"$local_dir/webhook-token")
+  nohup .venv/bin/aiincident run --liveness-listen 127.0.0.1:0 \
+    --webhook-listen "127.0.0.1:$webhook_port" --webhook-token-file "$local_dir/webhook-token" \
+    >"$local_dir/operator.log" 2>&1 &
   echo $! >"$local_dir/operator.pid"
+  for _ in $(seq 1 60); do curl -fs "http://127.0.0.1:$webhook_port/readyz" >/dev/null && break; sleep 0.5; done
 fi
 
 echo ">> the model workload, its fallback and a policy (examples/demo/)"
@@ -48,9 +53,11 @@ k patch aii -n demo chat-harmful-output --type merge \
 for _ in $(seq 1 60); do [ "$(phase)" = Resolved ] && break; sleep 0.5; done
 k get aii -n demo
 k get deploy,svc -n demo -o wide | sed 's/^/   /'
+echo
+echo "== From monitoring: Prometheus -> Alertmanager -> the operator's webhook"
+.venv/bin/python hack/demo_pipeline.py demo "http://127.0.0.1:$webhook_port/api/v1/alerts" "$local_dir/webhook-token"
 cat <<TXT
-
-The operator keeps running in the background. Try:
+The operator keeps running in the background (webhook http://127.0.0.1:$webhook_port). Try:
   export KUBECONFIG=$KUBECONFIG
   kubectl get aii -A ; kubectl describe aii -n demo chat-harmful-output
 Stop it with 'make demo-down'; stop the control plane with 'make cluster-down'.

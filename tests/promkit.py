@@ -119,7 +119,10 @@ def operator_alertmanager_config(
     receiver = next(r for r in config["receivers"] if r["name"] == OPERATOR_RECEIVER)
     for hook in receiver["webhook_configs"]:
         hook["url"] = webhook_url
-        hook["http_config"]["authorization"]["credentials_file"] = str(credentials_file)
+        # Alertmanager reads a relative path from its own folder, and fails silently.
+        hook["http_config"]["authorization"]["credentials_file"] = str(
+            Path(credentials_file).resolve()
+        )
     routes = [config["route"], *config["route"].get("routes", [])]
     for route in routes:
         route["group_wait"] = group_wait

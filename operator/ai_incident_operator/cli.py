@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import importlib
 import logging
+import os
+import socket
 import sys
 
 from . import __version__, kube
@@ -48,6 +51,9 @@ def _run(args: argparse.Namespace) -> int:
                 clusterwide=not args.namespace,
                 namespaces=args.namespace or [],
                 liveness_endpoint=liveness,
+                standalone=not args.peering,
+                peering_name=args.peering,
+                priority=peering_priority(args.peering_priority),
             )
         finally:
             if server:
@@ -59,6 +65,14 @@ def _run(args: argparse.Namespace) -> int:
         print(f"aiincident: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def peering_priority(given: int | None) -> int:
+    """Replicas with equal priority all pause (kopf), so each pod gets its own by default."""
+    if given is not None:
+        return given
+    pod = os.environ.get("POD_ID") or socket.gethostname()
+    return int(hashlib.sha256(pod.encode()).hexdigest()[:6], 16)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,6 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--insecure-no-auth",
         action="store_true",
         help="accept alerts without a bearer token (needed when no token is configured)",
+    )
+    run.add_argument(
+        "--peering",
+        metavar="NAME",
+        help="coordinate replicas through kopf peering NAME: one works, the others stand by",
+    )
+    run.add_argument(
+        "--peering-priority",
+        metavar="N",
+        type=int,
+        help="this replica's peering priority (default: derived from POD_ID, unique per pod)",
     )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(func=_run)

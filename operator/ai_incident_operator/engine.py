@@ -20,7 +20,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from . import actions, events, kube, review
+from . import GROUP, actions, events, kube, review
 from . import policy as mitigation_policy
 from .actions import ActionContext, Outcome
 from .conditions import get_condition, now_iso, set_condition
@@ -135,7 +135,7 @@ def _advance(body: Body, status: Body, world: World, now: datetime) -> bool:
         return False
     targets = resolve_targets(namespace, spec.get("target") or {})
     if not targets:
-        condition("Triaged", False, "TargetNotFound", missing_target_message(namespace, spec))
+        condition("Triaged", False, "TargetNotFound", missing_target_message(namespace, spec, body))
         return False
     status["targets"] = [
         {"kind": "Deployment", "namespace": namespace, "name": t["metadata"]["name"]}
@@ -146,6 +146,13 @@ def _advance(body: Body, status: Body, world: World, now: datetime) -> bool:
         world.policies, namespace, world.namespace_labels(namespace), targets
     )
     severity, reason, message = triage(spec, chosen)
+    policy_spec = (chosen or {}).get("spec") or {}
+    why = resolution_reason(spec, policy_spec)
+    if why and status.get("severity"):
+        # Resolved alerts no longer match the triage rules; the incident keeps its severity.
+        kept = get_condition(status.get("conditions"), "Triaged") or {}
+        severity, reason = status["severity"], kept.get("reason", "PolicyRule")
+        message = status.get("severityReason") or kept.get("message", "")
     if status.get("severity") not in (None, severity):
         add_timeline(
             status,
@@ -166,9 +173,7 @@ def _advance(body: Body, status: Body, world: World, now: datetime) -> bool:
         enter_phase(status, "Triaged", f"severity {severity}: {message}", now)
         events.record(body, "Triaged", f"severity {severity}: {message}")
 
-    policy_spec = (chosen or {}).get("spec") or {}
     _regulatory_clock(body, status, policy_spec, targets, world, now)
-    why = resolution_reason(spec, policy_spec)
     if why:
         response = mitigation_policy.response_for(policy_spec, severity) or {}
 
@@ -628,7 +633,7 @@ def resolve_targets(namespace: str, target: dict[str, Any]) -> list[Body]:
     return []
 
 
-def missing_target_message(namespace: str, spec: dict[str, Any]) -> str:
+def missing_target_message(namespace: str, spec: dict[str, Any], body: Body | None = None) -> str:
     target = spec.get("target") or {}
     if target.get("name"):
         return (
@@ -636,4 +641,10 @@ def missing_target_message(namespace: str, spec: dict[str, Any]) -> str:
         )
     if target.get("selector"):
         return f"no Deployment in {namespace} matches spec.target.selector {json.dumps(target['selector'])}"
+    unmapped = ((body or {}).get("metadata", {}).get("annotations") or {}).get(f"{GROUP}/unmapped")
+    if unmapped:
+        return (
+            f"the alert names no workload: {unmapped}; an alert names its workload with the "
+            "labels namespace plus deployment, workload or model"
+        )
     return "spec.target names no workload: set spec.target.name or spec.target.selector"

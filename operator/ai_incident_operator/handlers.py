@@ -47,7 +47,6 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.connect_timeout = 30
     # kopf's own INFO lines stay in the log; the incident's Events are the operator's own.
     settings.posting.level = logging.WARNING
-    settings.peering.standalone = True
     settings.execution.max_workers = 16
 
 

@@ -23,7 +23,7 @@ import kubernetes
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from . import API_VERSION, kube
+from . import API_VERSION, kube, review
 from .conditions import INCIDENT_CONDITION_TYPES
 from .intake.mapping import CATEGORIES, SOURCE_LABEL
 from .kube import Ref
@@ -96,6 +96,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     resolve.add_argument("--root-cause", metavar="TEXT", help="what caused it")
     resolve.add_argument("--fix", metavar="TEXT", help="what fixed it")
     resolve.set_defaults(func=_command(_resolve))
+
+    review_cmd = _parser(subparsers, "review", "print an incident's post-incident review document")
+    review_cmd.add_argument("name")
+    review_cmd.add_argument("-n", "--namespace", help="default: the kubeconfig's namespace")
+    review_cmd.set_defaults(func=_command(_review))
 
 
 def _parser(
@@ -507,4 +512,23 @@ def _resolve(args: argparse.Namespace) -> int:
     print(
         f"aiincident {args.namespace}/{args.name}: resolution requested; the operator undoes its mitigations"
     )
+    return 0
+
+
+# --- review -------------------------------------------------------------------------------
+
+
+def _review(args: argparse.Namespace) -> int:
+    incident = _get(args.namespace, args.name)
+    ref = (incident.get("status") or {}).get("reviewRef")
+    if not ref:
+        phase = (incident.get("status") or {}).get("phase") or "Pending"
+        raise Failure(
+            f"AIIncident {args.namespace}/{args.name} has no review yet (phase {phase}): "
+            "the operator writes it when the incident is resolved"
+        )
+    document = kube.get(Ref("ConfigMap", args.namespace, ref["name"]))
+    if document is None or review.KEY not in (document.get("data") or {}):
+        raise Failure(f"ConfigMap {args.namespace}/{ref['name']} with the review is missing")
+    print(document["data"][review.KEY], end="")
     return 0
