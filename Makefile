@@ -58,12 +58,12 @@ demo-down: ## stop the demo's operator
 	@if [ -f $(LOCAL)/operator.pid ]; then kill $$(cat $(LOCAL)/operator.pid) 2>/dev/null || true; rm -f $(LOCAL)/operator.pid; fi
 
 lint: venv ## ruff lint and format check
-	@$(BIN)/ruff check operator tests
-	@$(BIN)/ruff format --check operator tests
+	@$(BIN)/ruff check operator tests benchmarks hack
+	@$(BIN)/ruff format --check operator tests benchmarks hack
 
 format: venv ## apply ruff's formatting and fixes
-	@$(BIN)/ruff format operator tests
-	@$(BIN)/ruff check --fix operator tests
+	@$(BIN)/ruff format operator tests benchmarks hack
+	@$(BIN)/ruff check --fix operator tests benchmarks hack
 
 test-unit: venv system-deps ## the pure core, no cluster (promtool and amtool check deploy/)
 	@$(BIN)/pytest -q tests/unit

@@ -20,7 +20,7 @@ from pathlib import Path
 import kubernetes
 import yaml
 
-from ai_incident_operator import localcluster
+from ai_incident_operator import kube, localcluster
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench-results"
@@ -65,6 +65,8 @@ def control_plane() -> Iterator[Path]:
         kubeconfig = local.kubeconfig
     os.environ["KUBECONFIG"] = str(kubeconfig)
     kubernetes.config.load_kube_config(config_file=str(kubeconfig))
+    # kube caches its client: drop one made for an earlier benchmark's control plane.
+    kube.api_client.cache_clear()
     api = kubernetes.client.ApiextensionsV1Api()
     for path in sorted((REPO / "crds").glob("*.yaml")):
         doc = yaml.safe_load(path.read_text())

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from ai_incident_operator import localcluster
+
 from kit import OPERATOR_ENV, PROTECTED_NAMESPACE, REPO, Hook, OperatorProcess, wait_for
 
 THIRDPARTY_CRDS = REPO.parent / "shared" / "thirdparty-crds"

@@ -15,6 +15,7 @@ import pytest
 
 from ai_incident_operator import kube
 from ai_incident_operator.kube import Ref
+
 from e2e.exporter import ModelMetricsExporter
 from kit import deployment, policy_body, spec_snapshot, wait_for
 from promkit import Alertmanager, Prometheus

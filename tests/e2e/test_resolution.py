@@ -15,6 +15,7 @@ import pytest
 
 from ai_incident_operator import kube
 from ai_incident_operator.kube import Ref
+
 from kit import (
     OperatorProcess,
     create_incident,

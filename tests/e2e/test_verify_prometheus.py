@@ -17,6 +17,7 @@ from ai_incident_operator import kube
 from ai_incident_operator.investigation import evidence, hypotheses
 from ai_incident_operator.kube import Ref
 from ai_incident_operator.resolution.verify import verify
+
 from e2e.exporter import ModelMetricsExporter
 from kit import create_incident, deployment, wait_for
 from promkit import Prometheus

@@ -23,6 +23,7 @@ from ai_incident_operator.actions import (  # noqa: F401
     notify,
 )
 from ai_incident_operator.kube import Ref
+
 from kit import create_incident, wait_for
 
 pytestmark = pytest.mark.integration

@@ -25,6 +25,7 @@ import yaml
 
 from ai_incident_operator import kube, ledger
 from ai_incident_operator.kube import Ref
+
 from alertkit import Webhook, am_alert, am_payload
 from kit import (
     REPO,

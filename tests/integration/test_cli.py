@@ -16,6 +16,7 @@ import pytest
 
 from ai_incident_operator import kube
 from ai_incident_operator.kube import Ref
+
 from kit import create_incident, deployment, get_incident, policy_body, wait_for
 
 pytestmark = pytest.mark.integration

@@ -6,6 +6,7 @@ import kubernetes
 import pytest
 
 from ai_incident_operator.conditions import INCIDENT_CONDITION_TYPES
+
 from kit import create_incident, get_incident, kubectl, wait_for
 
 pytestmark = pytest.mark.integration

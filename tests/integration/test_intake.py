@@ -20,6 +20,7 @@ import pytest
 from ai_incident_operator import kube
 from ai_incident_operator.intake import mapping
 from ai_incident_operator.kube import Ref
+
 from alertkit import Webhook, am_alert, am_payload, wait_ready
 from kit import LOGS, OPERATOR_ENV, OperatorProcess, deployment, free_port, policy_body, wait_for
 

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from ai_incident_operator import kube
 from ai_incident_operator.intake.mapping import category_of, fingerprint
+
 from alertkit import Webhook, am_alert, am_payload
 
 pytestmark = pytest.mark.integration

@@ -21,6 +21,7 @@ import pytest
 from ai_incident_operator import kube, ledger, review
 from ai_incident_operator.investigation import evidence, hypotheses
 from ai_incident_operator.kube import Ref
+
 from kit import create_incident, deployment, free_port, kubectl, wait_for
 
 pytestmark = pytest.mark.integration

@@ -13,6 +13,7 @@ import pytest
 
 from ai_incident_operator import kube, ledger
 from ai_incident_operator.kube import Ref
+
 from kit import (
     OPERATOR_ENV,
     PROTECTED_NAMESPACE,
@@ -182,6 +183,7 @@ def test_escalation_and_de_escalation_re_plan(namespace, operator):
         20,
         "scaled to 0",
     )
+
     def states() -> dict[str, str]:
         return {m["key"]: m["state"] for m in get_incident(namespace, "q")["status"]["mitigations"]}
 

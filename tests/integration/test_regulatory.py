@@ -8,6 +8,7 @@ import kubernetes
 import pytest
 
 from ai_incident_operator import kube
+
 from kit import create_incident, deployment, get_incident, policy_body, wait_for
 
 pytestmark = pytest.mark.integration

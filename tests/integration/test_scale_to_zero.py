@@ -7,6 +7,7 @@ import pytest
 from ai_incident_operator import kube
 from ai_incident_operator.actions.scale import KEDA_PAUSE
 from ai_incident_operator.kube import Ref
+
 from kit import create_incident, deployment, get_incident, policy_body, spec_snapshot, wait_for
 
 pytestmark = pytest.mark.integration

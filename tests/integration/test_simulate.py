@@ -11,6 +11,7 @@ import yaml
 
 from ai_incident_operator import kube
 from ai_incident_operator.kube import Ref
+
 from kit import deployment, service, spec_snapshot, virtual_service
 
 pytestmark = pytest.mark.integration

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from ai_incident_operator import cli, kube, validation
+
 from kit import REPO
 
 SCHEMAS = validation.load_schemas()
