@@ -270,7 +270,7 @@ class Hook:
                 code = codes.pop(0) if len(codes) > 1 else codes[0]
                 self.send_response(code)
                 self.end_headers()
-                self.wfile.write(b"ok" if code < 300 else b"boom")
+                self.wfile.write(b"no_service" if code == 404 else b"ok" if code < 300 else b"boom")
 
             def log_message(self, *args: object) -> None:
                 pass

@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -588,42 +584,6 @@ def test_untitled_incident_is_summarised_by_its_description():
     )
 
 
-class Hook:
-    """A webhook receiver on 127.0.0.1: answers each path with a scripted list of codes."""
-
-    def __init__(self) -> None:
-        self.bodies: dict[str, list] = {}
-        self.script: dict[str, list[int]] = {}
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                hook.bodies.setdefault(self.path, []).append(body)
-                codes = hook.script.get(self.path, [200])
-                code = codes.pop(0) if len(codes) > 1 else codes[0]
-                self.send_response(code)
-                self.end_headers()
-                self.wfile.write(b"no_service" if code == 404 else b"ok")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-
-
-@pytest.fixture
-def hook() -> Iterator[Hook]:
-    h = Hook()
-    yield h
-    h.server.shutdown()
-    h.server.server_close()
-
-
 def test_post_retries_server_errors_with_backoff(hook):
     hook.script["/flaky"] = [500, 503, 200]
     pauses: list[float] = []
@@ -635,7 +595,7 @@ def test_post_retries_server_errors_with_backoff(hook):
 def test_post_gives_up_after_four_tries(hook):
     hook.script["/down"] = [500]
     pauses: list[float] = []
-    with pytest.raises(notify.NotifyError, match=r"^HTTP 500 ok \(after 4 tries\)$"):
+    with pytest.raises(notify.NotifyError, match=r"^HTTP 500 boom \(after 4 tries\)$"):
         notify.post(f"{hook.url}/down", {}, sleep=pauses.append)
     assert pauses == [0.5, 1.0, 2.0]
 
@@ -694,7 +654,7 @@ def test_notify_reports_each_channel_and_never_raises(hook, hooks):
     outcome = NOTIFY.apply(ActionContext(INCIDENT, DEPLOYMENT, spec, hooks))
     assert outcome.state == "Failed" and outcome.changed
     assert outcome.message == (
-        "notified oncall; failed: pager (HTTP 500 ok (after 4 tries)), "
+        "notified oncall; failed: pager (HTTP 500 boom (after 4 tries)), "
         "ghost (not defined in the policy's notifications.channels)"
     )
     assert hook.bodies["/ok"][0]["text"].startswith("[SEV2] prod/chat-harmful-output")
