@@ -559,6 +559,15 @@ def _verified(status: Body, policy_spec: Body, condition: Callable, now: datetim
     return ok
 
 
+def _splits(policy_spec: Body, entry: Body) -> bool:
+    """Whether the entry's router can send part of the traffic (a Service selector cannot)."""
+    from .traffic import get_router
+
+    spec = _spec_for(policy_spec, entry) or {}
+    kind = (spec.get("router") or {}).get("kind")
+    return bool(kind) and get_router(kind).splits
+
+
 def _undo_traffic_stepwise(body: Body, status: Body, policy_spec: Body, now: datetime) -> bool:
     """Give traffic back in the policy's trafficSteps, after every other mitigation is undone.
 
@@ -568,7 +577,9 @@ def _undo_traffic_stepwise(body: Body, status: Body, policy_spec: Body, now: dat
     steps = [s for s in undo.get("trafficSteps") or [] if 0 < s < 100]
     entries = _entries(status)
     traffic = {
-        i for i, e in entries.items() if e.get("state") in HELD and e["action"] == "TrafficShift"
+        i
+        for i, e in entries.items()
+        if e.get("state") in HELD and e["action"] == "TrafficShift" and _splits(policy_spec, e)
     }
     if not steps or not traffic:
         return True

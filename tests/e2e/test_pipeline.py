@@ -17,7 +17,7 @@ from ai_incident_operator import kube
 from ai_incident_operator.kube import Ref
 
 from e2e.exporter import ModelMetricsExporter
-from kit import deployment, policy_body, spec_snapshot, wait_for
+from kit import deployment, policy_body, service, spec_snapshot, virtual_service, wait_for
 from promkit import Alertmanager, Prometheus
 
 pytestmark = pytest.mark.e2e
@@ -43,7 +43,11 @@ def _policy(namespace: str, prometheus: Prometheus, deployment_name: str) -> dic
             {"severity": 1, "actions": [{"type": "ScaleToZero"}]},
             {
                 "severity": 2,
-                "actions": [{"type": "ConservativeConfig", "container": "llm", "env": CONSERVATIVE_ENV}],
+                "actions": [
+                    {"type": "ConservativeConfig", "container": "llm", "env": CONSERVATIVE_ENV},
+                    {"type": "TrafficShift", "router": {"kind": "VirtualService", "name": "chat"},
+                     "fallback": {"service": "chat-fallback"}, "weight": 100},
+                ],
             },
         ],
         "resolution": {
@@ -54,8 +58,17 @@ def _policy(namespace: str, prometheus: Prometheus, deployment_name: str) -> dic
                 "window": "3s",
                 "checks": [{"name": "quality", "query": quality, "min": 0.9}],
             },
+            # Traffic comes back to the model in two steps once it is verified.
+            "undo": {"trafficSteps": [50], "stepInterval": "1s"},
         },
     }  # fmt: skip
+
+
+def _routing(namespace: str, model: str) -> None:
+    """The model's Service, a fallback, and the VirtualService that routes to them."""
+    kube.create("Service", namespace, service("chat", model))
+    kube.create("Service", namespace, service("chat-fallback", "chat-fallback"))
+    kube.create("VirtualService", namespace, virtual_service("chat", "chat"))
 
 
 class Pipeline:
@@ -130,8 +143,10 @@ def test_quality_drop_is_mitigated_and_undone_when_the_alert_resolves(
     p = Pipeline(webhook_operator, exporter, prometheus, alertmanager)
     ns = p.namespace
     kube.create("Deployment", ns, deployment("chat-llm", LABELS, replicas=3))
+    _routing(ns, "chat-llm")
     kube.create("MitigationPolicy", ns, policy_body("chat", _policy(ns, prometheus, "chat-llm")))
     before = spec_snapshot(kube.get(Ref("Deployment", ns, "chat-llm")))
+    routes_before = kube.get(Ref("VirtualService", ns, "chat"))["spec"]
     exporter.add_model(ns, "chat-llm")
     selector = f'ai_model_quality_score{{namespace="{ns}",deployment="chat-llm"}}'
     p.wait(lambda: prometheus.query(selector), 10, "healthy quality series in Prometheus")
@@ -184,6 +199,13 @@ def test_quality_drop_is_mitigated_and_undone_when_the_alert_resolves(
     assert incident["metadata"]["name"] == name
     assert _mitigation(incident, "ConservativeConfig")["state"] == "Reverted"
     assert spec_snapshot(kube.get(Ref("Deployment", ns, "chat-llm"))) == before
+    # Verified in Prometheus, then traffic given back in a step, then the review document.
+    status = incident["status"]
+    assert next(c for c in status["conditions"] if c["type"] == "Verified")["status"] == "True"
+    assert "UndoStep" in [t["type"] for t in status["timeline"]]
+    assert kube.get(Ref("VirtualService", ns, "chat"))["spec"] == routes_before
+    review = kube.get(Ref("ConfigMap", ns, status["reviewRef"]["name"]))["data"]["review.md"]
+    assert "Post-incident review" in review and "AIModelQualityDegraded" in review
     # Repeats and the resolved notification folded into the one incident.
     assert [i["metadata"]["name"] for i in p.incidents()] == [name]
     print(
@@ -198,6 +220,7 @@ def test_error_spike_pages_as_a_critical_model_failure(
     p = Pipeline(webhook_operator, exporter, prometheus, alertmanager)
     ns = p.namespace
     kube.create("Deployment", ns, deployment("vision", LABELS, replicas=2))
+    _routing(ns, "vision")
     kube.create("MitigationPolicy", ns, policy_body("vision", _policy(ns, prometheus, "vision")))
     started = time.monotonic()
     # Half the requests fail from the first scrape on: both error-rate rules fire together.
