@@ -20,7 +20,11 @@ from ai_incident_operator import localcluster
 
 from kit import OPERATOR_ENV, PROTECTED_NAMESPACE, REPO, Hook, OperatorProcess, wait_for
 
-THIRDPARTY_CRDS = REPO.parent / "shared" / "thirdparty-crds"
+# Real upstream CRDs (Istio, Gateway API, KEDA, Prometheus Operator): data from their
+# projects, kept beside the repository (../shared), not in it.
+THIRDPARTY_CRDS = Path(
+    os.environ.get("AIINCIDENT_THIRDPARTY_CRDS", REPO.parent / "shared" / "thirdparty-crds")
+)
 
 
 def _apply_crds(paths: list[Path]) -> None:
@@ -66,8 +70,15 @@ def cluster() -> Iterator[Path]:
     os.environ["KUBECONFIG"] = str(kubeconfig)
     kubernetes.config.load_kube_config(config_file=str(kubeconfig))
     _apply_crds(sorted((REPO / "crds").glob("*.yaml")))
-    if THIRDPARTY_CRDS.exists():
-        _apply_crds(sorted(THIRDPARTY_CRDS.glob("*.yaml")))
+    thirdparty = sorted(THIRDPARTY_CRDS.glob("*.yaml"))
+    if not thirdparty:
+        pytest.fail(
+            f"no third-party CRDs in {THIRDPARTY_CRDS}: the suites check every patch against the "
+            "real Istio, Gateway API, KEDA and Prometheus Operator schemas. Keep shared/ beside "
+            "the repository or set AIINCIDENT_THIRDPARTY_CRDS to a folder of them.",
+            pytrace=False,
+        )
+    _apply_crds(thirdparty)
     yield kubeconfig
     if local is not None:
         localcluster.down(local.root)
