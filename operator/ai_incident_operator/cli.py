@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 from . import __version__, kube
 
@@ -41,6 +42,9 @@ def _run(args: argparse.Namespace) -> int:
     liveness = f"http://{args.liveness_listen}/healthz" if args.liveness_listen else None
 
     async def operate() -> None:
+        # The intake's Kubernetes calls run in the loop's default pool (asyncio.to_thread):
+        # sized so that an alert storm is not held to a handful of deliveries at once.
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=16))
         # The webhook serves on kopf's loop; it stops first on shutdown (kopf's cleanup
         # hook), so that kopf does not wait on its open connections.
         server = await webhook.start(settings) if settings else None

@@ -59,9 +59,14 @@ def load_config() -> None:
         ) from None
 
 
+POOL_SIZE = 32  # kopf's worker threads plus the intake's share the connections
+
+
 @cache
 def api_client() -> ApiClient:
-    return ApiClient()
+    config = kubernetes.client.Configuration.get_default_copy()
+    config.connection_pool_maxsize = POOL_SIZE
+    return ApiClient(config)
 
 
 def core() -> kubernetes.client.CoreV1Api:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import kube
+from .. import kube, ledger
 from ..fieldpath import ABSENT, escape, get, join
 from ..kube import Ref
 from .base import ActionContext, Change, FieldAction
@@ -61,7 +61,8 @@ class ScaleToZero(FieldAction):
             )
             for so in scaled_objects(ctx.namespace, name)
         ]
-        replicas = get(ctx.target, REPLICAS)
+        # Once held, the count to report is the original, not the 0 now in force.
+        replicas = ledger.originals(ctx.target).get(REPLICAS, get(ctx.target, REPLICAS))
         before = 1 if replicas is ABSENT else replicas
         result.append(Change(ctx.target_ref, {REPLICAS: 0}, f"replicas {before} -> 0"))
         return result
