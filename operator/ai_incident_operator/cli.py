@@ -39,7 +39,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"aiincident: {err}", file=sys.stderr)
         return 2
     kube.load_config()
-    liveness = f"http://{args.liveness_listen}/healthz" if args.liveness_listen else None
+    liveness = f"http://{_bindable(args.liveness_listen)}/healthz" if args.liveness_listen else None
 
     async def operate() -> None:
         # The intake's Kubernetes calls run in the loop's default pool (asyncio.to_thread):
@@ -69,6 +69,18 @@ def _run(args: argparse.Namespace) -> int:
         print(f"aiincident: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _bindable(listen: str) -> str:
+    """HOST:PORT with port 0 made a free port: kopf would read port 0 as its default, 80."""
+    host, _, port = listen.rpartition(":")
+    if port != "0":
+        return listen
+    with socket.socket() as sock:
+        sock.bind((host or "0.0.0.0", 0))
+        chosen = sock.getsockname()[1]
+    logging.getLogger(__name__).info("liveness probe on %s:%d", host, chosen)
+    return f"{host}:{chosen}"
 
 
 def peering_priority(given: int | None) -> int:
