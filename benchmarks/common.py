@@ -21,6 +21,7 @@ import kubernetes
 import yaml
 
 from ai_incident_operator import kube, localcluster
+from ai_incident_operator.localcluster import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench-results"
@@ -81,14 +82,6 @@ def control_plane() -> Iterator[Path]:
     finally:
         if local is not None:
             localcluster.down(local.root)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

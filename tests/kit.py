@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import kubernetes
 
 from ai_incident_operator import GROUP, VERSION
+from ai_incident_operator.localcluster import free_port
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
@@ -71,14 +72,6 @@ def create_incident(namespace: str, name: str, spec: dict) -> dict:
     return kubernetes.client.CustomObjectsApi().create_namespaced_custom_object(
         GROUP, VERSION, namespace, "aiincidents", body
     )
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class OperatorProcess:

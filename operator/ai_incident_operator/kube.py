@@ -279,3 +279,17 @@ def patch_status(ref: Ref, status: dict, resource_version: str | None = None) ->
     if resource_version:
         body["metadata"] = {"resourceVersion": resource_version}
     return _call("PATCH", KINDS[ref.kind].path(ref.namespace, ref.name) + "/status", body)
+
+
+def owner_reference(owner: dict) -> dict:
+    """An ownerReference to OWNER, so that Kubernetes deletes what it owns along with it."""
+    return {
+        "apiVersion": owner.get("apiVersion") or f"{GROUP}/{VERSION}",
+        "kind": owner.get("kind") or "AIIncident",
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+        "controller": True,
+        # Blocking the owner's deletion would need the finalizers permission on it, and
+        # what it owns has nothing to clean up first.
+        "blockOwnerDeletion": False,
+    }

@@ -77,7 +77,8 @@ def find_binaries() -> Path:
     return folder
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -202,7 +203,7 @@ def up(root: Path, timeout: float = 60.0) -> LocalCluster:
     root.mkdir(parents=True)
     _make_certificates(root)
 
-    etcd_port, peer_port, api_port = _free_port(), _free_port(), _free_port()
+    etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
     server = f"https://127.0.0.1:{api_port}"
     admin_token = secrets.token_hex(16)
     sa_tokens = {f"{ns}/{name}": secrets.token_hex(16) for ns, name in SERVICE_ACCOUNTS}

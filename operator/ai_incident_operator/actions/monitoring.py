@@ -17,7 +17,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from .. import API_VERSION, events, kube
+from .. import events, kube
 from ..kube import Ref
 from .base import Action, ActionContext, Outcome
 
@@ -67,18 +67,7 @@ def prometheus_rule(incident: dict[str, Any], spec: dict[str, Any]) -> dict[str,
         "spec": {"groups": [{"name": f"aiincident-{name}", "rules": rules}]},
     }
     if meta.get("uid"):
-        body["metadata"]["ownerReferences"] = [
-            {
-                "apiVersion": API_VERSION,
-                "kind": "AIIncident",
-                "name": name,
-                "uid": meta["uid"],
-                "controller": True,
-                # False: deleting the incident must not wait on this rule (nor need the
-                # RBAC to set finalizers on incidents that blocking would take).
-                "blockOwnerDeletion": False,
-            }
-        ]
+        body["metadata"]["ownerReferences"] = [kube.owner_reference(incident)]
     return body
 
 

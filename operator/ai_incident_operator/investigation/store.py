@@ -27,19 +27,6 @@ def owned_name(incident: dict, suffix: str) -> str:
     return f"{base}-{suffix}"
 
 
-def owner_reference(incident: dict) -> dict:
-    return {
-        "apiVersion": incident.get("apiVersion") or f"{GROUP}/v1alpha1",
-        "kind": incident.get("kind") or "AIIncident",
-        "name": incident["metadata"]["name"],
-        "uid": incident["metadata"]["uid"],
-        "controller": True,
-        # Blocking the owner's deletion needs the finalizers permission on incidents; the
-        # ConfigMap has nothing to clean up, so there is nothing to block for.
-        "blockOwnerDeletion": False,
-    }
-
-
 def _label_value(text: str) -> str:
     return text[:63].rstrip("-._")
 
@@ -61,7 +48,7 @@ def write_owned_configmap(
                 PART_LABEL: suffix,
             },
             "annotations": dict(annotations or {}),
-            "ownerReferences": [owner_reference(incident)],
+            "ownerReferences": [kube.owner_reference(incident)],
         },
         "data": data,
     }
