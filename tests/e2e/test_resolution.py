@@ -57,7 +57,7 @@ def _setup(ns: str, prometheus_url: str, steps: list[int], interval: str) -> Non
             {"type": "ScaleToZero"},
         ]}],
         "resolution": {
-            "verification": {"prometheusURL": prometheus_url, "window": "4s",
+            "verification": {"prometheusURL": prometheus_url, "window": "5s",
                              "checks": [{"name": "quality", "query": query, "min": 0.9}]},
             "undo": {"trafficSteps": steps, "stepInterval": interval},
         },

@@ -93,9 +93,9 @@ def evaluate(
             "healthy: check that the metric exists and Prometheus scrapes it",
         )
     # How late the first sample (or how early the last) may be and still count as covering
-    # the window: a step or two, the second the client rounds the range to, never a large
-    # part of a short window.
-    slack = max(1.0, min(2 * step.total_seconds(), 0.1 * window.total_seconds()))
+    # the window: two seconds (a late scrape, the second the client rounds the range to),
+    # or a step or two, never a large part of a longer window.
+    slack = max(2.0, min(2 * step.total_seconds(), 0.1 * window.total_seconds()))
     total = bad = 0
     worst: tuple[float, float, Series] | None = None  # (distance outside, time, series)
     worst_value = math.nan
