@@ -136,6 +136,10 @@ def _advance(body: Body, status: Body, world: World, now: datetime) -> bool:
     targets = resolve_targets(namespace, spec.get("target") or {})
     if not targets:
         condition("Triaged", False, "TargetNotFound", missing_target_message(namespace, spec, body))
+        why = resolution_reason(spec, {})
+        if why and status.get("mitigations"):
+            # The workload is gone; what was changed elsewhere (a router) is still undone.
+            return _resolve(body, status, {}, condition, now, why, restore=list)
         return False
     status["targets"] = [
         {"kind": "Deployment", "namespace": namespace, "name": t["metadata"]["name"]}

@@ -461,3 +461,19 @@ def test_invalid_policy_is_not_used_until_fixed(namespace, operator):
     assert kube.get(Ref("Service", namespace, "chat"))["spec"]["selector"] == {
         "app": "chat-fallback"
     }
+
+
+def test_resolution_still_undoes_when_the_target_is_gone(namespace, operator):
+    setup_model(namespace, chat_policy())
+    routes_before = kube.get(Ref("VirtualService", namespace, "chat"))["spec"]
+    create_incident(
+        namespace, "gone-target", {"category": "HarmfulOutput", "target": {"name": "chat-llm"}}
+    )
+    phase_is(namespace, "gone-target", "Mitigated")
+    kube.delete(Ref("Deployment", namespace, "chat-llm"))
+    wait_for(
+        lambda: kube.get(Ref("Deployment", namespace, "chat-llm")) is None, 20, "deployment gone"
+    )
+    patch_spec(namespace, "gone-target", {"resolution": {"requested": True}})
+    phase_is(namespace, "gone-target", "Resolved")
+    assert kube.get(Ref("VirtualService", namespace, "chat"))["spec"] == routes_before
