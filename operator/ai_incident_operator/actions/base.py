@@ -10,6 +10,7 @@ retries on conflicts, repairs a mitigation someone reverted, and undoes exactly.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -74,6 +75,9 @@ class Change:
     ref: Ref
     values: dict[str, Any]
     summary: str  # what a person reads, e.g. "replicas 3 -> 0"
+    # When the values depend on the object itself (a route's other destinations), how to
+    # work them out again from the object re-read after a write conflict.
+    derive: Callable[[dict], dict[str, Any]] | None = None
 
 
 class Action:
@@ -135,7 +139,8 @@ class FieldAction(Action):
 
             def mutate(obj: dict, change: Change = change, reverted: list[str] = reverted) -> bool:
                 reverted[:] = ledger.contested(obj, ctx.holder, key)
-                return ledger.hold(obj, ctx.holder, key, change.values)
+                values = change.derive(obj) if change.derive else change.values
+                return ledger.hold(obj, ctx.holder, key, values)
 
             current = ctx.target if change.ref == ctx.target_ref else None
             obj, changed = kube.update(change.ref, mutate, current=current)

@@ -130,10 +130,13 @@ class TrafficShift(FieldAction):
         router, obj, service = self._read(ctx)
         fallback = _fallback_spec(ctx.spec)
         weight = _weight(ctx.spec)
-        values = router.shift(unmitigated(obj), fallback, weight, service)
+
+        def derive(current: dict) -> dict:
+            return router.shift(unmitigated(current), fallback, weight, service)
+
         _, before = router.weights(obj, fallback, service)
         summary = f"{weight}% to {fallback['service']} (was {before}%)"
-        return [Change(Ref(kind, ctx.namespace, name), values, summary)]
+        return [Change(Ref(kind, ctx.namespace, name), derive(obj), summary, derive)]
 
     def verify(self, ctx: ActionContext) -> str:
         try:
