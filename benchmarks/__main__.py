@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import sys
 
-from . import intake, mitigation
+from . import intake, mitigation, scale
 
-BENCHMARKS = {"mitigation": mitigation.run, "intake": intake.run}
+BENCHMARKS = {"mitigation": mitigation.run, "intake": intake.run, "scale": scale.run}
 
 
 def main(argv: list[str]) -> int:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import kubernetes
+import urllib3
 import yaml
 
 from ai_incident_operator import kube, localcluster
@@ -127,6 +128,12 @@ def operator_process(*args: str, env: dict[str, str] | None = None) -> Iterator[
         proc.wait(timeout=15)
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) PID has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mib(pid: int, field: str = "VmRSS") -> float:
     """PID's resident memory now (or FIELD of /proc/PID/status, e.g. VmHWM: its peak)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -136,10 +143,12 @@ def rss_mib(pid: int, field: str = "VmRSS") -> float:
 
 
 class ZeroWatcher:
-    """Records when each Deployment in NAMESPACE is first seen at 0 replicas (perf_counter)."""
+    """Records when each Deployment in NAMESPACE (matching LABEL_SELECTOR) is first seen at
+    0 replicas (perf_counter)."""
 
-    def __init__(self, namespace: str) -> None:
+    def __init__(self, namespace: str, label_selector: str = "") -> None:
         self.namespace = namespace
+        self.label_selector = label_selector
         self.seen: dict[str, float] = {}
         self.cond = threading.Condition()
         self._stop = False
@@ -149,16 +158,27 @@ class ZeroWatcher:
     def _run(self) -> None:
         apps = kubernetes.client.AppsV1Api()
         while not self._stop:
-            for event in kubernetes.watch.Watch().stream(
-                apps.list_namespaced_deployment, self.namespace, timeout_seconds=30
-            ):
-                obj = event["object"]
-                if obj.spec.replicas == 0:
-                    with self.cond:
-                        self.seen.setdefault(obj.metadata.name, time.perf_counter())
-                        self.cond.notify_all()
-                if self._stop:
-                    return
+            try:
+                self._watch(apps)
+            except (urllib3.exceptions.HTTPError, OSError, kubernetes.client.ApiException):
+                # A watch cut off (a busy apiserver) is started again; one cut off after stop()
+                # (the control plane went away) just ends.
+                time.sleep(0.1)
+
+    def _watch(self, apps: kubernetes.client.AppsV1Api) -> None:
+        for event in kubernetes.watch.Watch().stream(
+            apps.list_namespaced_deployment,
+            self.namespace,
+            label_selector=self.label_selector,
+            timeout_seconds=30,
+        ):
+            obj = event["object"]
+            if obj.spec.replicas == 0:
+                with self.cond:
+                    self.seen.setdefault(obj.metadata.name, time.perf_counter())
+                    self.cond.notify_all()
+            if self._stop:
+                return
 
     def stop(self) -> None:
         self._stop = True  # the daemon thread ends at its next event or watch timeout

@@ -40,6 +40,7 @@ from .common import (
     Operator,
     ZeroWatcher,
     control_plane,
+    cpu_seconds,
     operator_process,
     percentiles,
     rss_mib,
@@ -227,12 +228,6 @@ def _settled(namespace: str, name: str) -> bool:
     return bool(status.get("evidenceCollectedAt"))
 
 
-def _cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) PID has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _control_plane_pids(kubeconfig: Path) -> dict[str, int]:
     """The local control plane's processes by name (none for USE_EXISTING_CLUSTER=1)."""
     pids = {}
@@ -352,7 +347,7 @@ def _storm(op: Operator, kubeconfig: Path) -> dict:
         t.start()
     # Who used the CPU during the storm: the operator, the control plane, this process.
     pids = {"operator": op.proc.pid, **_control_plane_pids(kubeconfig), "benchmark": os.getpid()}
-    cpu_before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     busy_before, total_before = _machine_busy()
     first_post = time.perf_counter()
     go.wait()
@@ -366,7 +361,7 @@ def _storm(op: Operator, kubeconfig: Path) -> dict:
     all_mitigated = watcher.wait_mitigated(GROUPS, timeout=60)
     rss_mitigated = rss_mib(op.proc.pid)
     storm_s = time.perf_counter() - first_post
-    cpu_storm = {name: round(_cpu_seconds(pid) - cpu_before[name], 2) for name, pid in pids.items()}
+    cpu_storm = {name: round(cpu_seconds(pid) - cpu_before[name], 2) for name, pid in pids.items()}
     busy_after, total_after = _machine_busy()
     mitigated_seen = len(watcher.mitigated)
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import kubernetes
 
 from ai_incident_operator import GROUP, VERSION
+from ai_incident_operator.errors import APIError
 from ai_incident_operator.localcluster import free_port
 
 T = TypeVar("T")
@@ -39,7 +40,8 @@ def wait_for(check: Callable[[], T], timeout: float = 30.0, what: str = "conditi
     while time.monotonic() < deadline:
         try:
             last = check()
-        except kubernetes.client.ApiException as err:
+        # Checks read through `kube` (typed errors) or drive the client directly.
+        except (APIError, kubernetes.client.ApiException) as err:
             last = err
         else:
             if last:

@@ -50,6 +50,7 @@ def _run(args: argparse.Namespace) -> int:
         server = await webhook.start(settings) if settings else None
         if server:
             kopf.on.cleanup(id="stop-webhook")(server.stop)
+        handlers.WATCH_NAMESPACES[:] = args.namespace or []
         try:
             await kopf.operator(
                 clusterwide=not args.namespace,

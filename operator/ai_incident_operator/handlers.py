@@ -9,9 +9,13 @@ are kept in kopf indexes, so handling an incident lists nothing.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import logging
 import os
+import threading
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +23,10 @@ import kopf
 
 from . import GROUP, VERSION, engine, kube
 from . import policy as policies
+from .heldwatch import HeldWatch
+from .investigation.refresh import refresh as refresh_evidence
 from .policy_status import check_policy
+from .scheduler import Scheduler
 from .times import parse_time
 
 log = logging.getLogger(__name__)
@@ -118,34 +125,143 @@ def _plain(body: kopf.Body) -> dict[str, Any]:
 
 
 # --- Incidents ----------------------------------------------------------------------------
+# Events (create, spec change, deletion) run in kopf's workers, at once. Everything an
+# incident needs later (the next undo step, a retry, the evidence refresh, a deadline, a
+# repair) is asked of the scheduler, which runs it on its own few workers: periodic work
+# can never hold up a new incident, and nothing runs between the times asked for.
+
+MAX_BACKOFF = 60.0  # seconds between retries of a failing action, at most
+PERIODIC_WORKERS = int(os.environ.get("AIINCIDENT_PERIODIC_WORKERS", "2"))
+EVIDENCE_DELAY = 1.0  # seconds after an event before its evidence is gathered
+REPAIR_DELAY = 0.2  # seconds: a burst of writes to one object makes one repair
+INDEXES = ("namespaced_policies", "cluster_policies", "namespace_labels", "releases")
+_indexes: dict[str, Any] = {}  # kopf's live index views, as the first handler got them
+# kopf's context (its Event poster lives in context variables), as a handler thread has
+# it: the scheduler's threads run in a copy, so that Events they record are posted.
+_kopf_context: list[contextvars.Context] = []
+WATCH_NAMESPACES: list[str] = []  # the operator's --namespace list; empty: all
+_failures: dict[tuple[str, str], int] = {}  # consecutive failed passes, for backoff
 
 
-def _reconcile(namespace: str, name: str, retry: int, body: kopf.Body, **kwargs: Any) -> None:
+def _next_in(key: tuple[str, str], result: engine.Result) -> float | None:
+    """When KEY should run again after RESULT: backoff while failing, else what it asked."""
+    if not result.retry:
+        _failures.pop(key, None)
+        return result.requeue_after
+    _failures[key] = _failures.get(key, 0) + 1
+    backoff = min(2.0 ** _failures[key], MAX_BACKOFF)
+    return min(backoff, result.requeue_after) if result.requeue_after is not None else backoff
+
+
+def _periodic(key: tuple[str, str]) -> float | None:
+    """A scheduled pass, in kopf's context (so that its Events are posted)."""
+    if not _indexes or not _kopf_context:
+        return 1.0  # kopf has not served a handler yet
+    return _kopf_context[0].copy().run(_scheduled_pass, key)
+
+
+def _scheduled_pass(key: tuple[str, str]) -> float | None:
+    """The engine, then the evidence when it is due (outside the incident's lock)."""
+    namespace, name = key
+    world = _world(**_indexes)
+    api = kube.cluster()
     try:
-        again = engine.reconcile(namespace, name, _world(**kwargs), body=_plain(body))
-    except kube.TransientError as err:
-        raise kopf.TemporaryError(str(err), delay=1) from err
-    if again and retry < 5:
-        raise kopf.TemporaryError("some mitigations failed; retrying", delay=2**retry)
+        result = engine.reconcile(namespace, name, world, api=api)
+    except kube.Transient as err:
+        log.info("incident %s/%s: %s; again later", namespace, name, err)
+        result = engine.Result(retry=True)
+    next_in = _next_in(key, result)
+    evidence_in = refresh_evidence(namespace, name, world, api)
+    times = [t for t in (next_in, evidence_in) if t is not None]
+    return min(times) if times else None
+
+
+_events_in_flight = [0]  # incident events being handled by kopf's workers right now
+_events_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _event() -> Iterator[None]:
+    """An incident event is being handled: the scheduler starts nothing new meanwhile."""
+    with _events_lock:
+        _events_in_flight[0] += 1
+    try:
+        yield
+    finally:
+        with _events_lock:
+            _events_in_flight[0] -= 1
+
+
+SCHEDULER = Scheduler(
+    _periodic, workers=PERIODIC_WORKERS, yield_to=lambda: _events_in_flight[0] > 0
+)
+_held: list[HeldWatch] = []
+
+
+@kopf.on.startup(id="start-scheduler")
+def start_scheduler(**_: Any) -> None:
+    SCHEDULER.start()
+    watch = HeldWatch(lambda key: SCHEDULER.after(key, REPAIR_DELAY), WATCH_NAMESPACES or None)
+    watch.start()
+    _held[:] = [watch]
+
+
+@kopf.on.cleanup(id="stop-scheduler")
+def stop_scheduler(**_: Any) -> None:
+    for watch in _held:
+        watch.stop()
+    SCHEDULER.stop()
+
+
+def _capture(kwargs: dict[str, Any]) -> None:
+    if not _indexes:
+        _indexes.update({k: kwargs[k] for k in INDEXES if k in kwargs})
+    if not _kopf_context:
+        _kopf_context.append(contextvars.copy_context())
 
 
 @kopf.on.create(*INCIDENTS, id="reconcile-on-create")
-@kopf.on.resume(*INCIDENTS, id="reconcile-on-resume")
 @kopf.on.update(*INCIDENTS, field="spec", id="reconcile-on-update")
-def incident_changed(namespace: str, name: str, retry: int, **kwargs: Any) -> None:
-    _reconcile(namespace, name, retry, **kwargs)
+def incident_changed(namespace: str, name: str, body: kopf.Body, **kwargs: Any) -> None:
+    _capture(kwargs)
+    key = (namespace, name)
+    try:
+        with _event():
+            result = engine.reconcile(
+                namespace, name, _world(**kwargs), body=_plain(body), api=kube.cluster()
+            )
+    except kube.Transient as err:
+        log.info("incident %s/%s: %s; again later", namespace, name, err)
+        result = engine.Result(retry=True)
+    SCHEDULER.after(key, _next_in(key, result))
+    # The evidence (and anything a pass found due) comes right after, on the scheduler.
+    SCHEDULER.after(key, EVIDENCE_DELAY)
 
 
-@kopf.timer(*INCIDENTS, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS, idle=0)
-def incident_resync(namespace: str, name: str, status: kopf.Status, **kwargs: Any) -> None:
-    """Re-check open incidents: repair reverted mitigations, pick up new policies and targets."""
-    if status.get("phase") != "Closed":
-        _reconcile(namespace, name, **kwargs)
+@kopf.on.resume(*INCIDENTS, id="reconcile-on-resume")
+def incident_resumed(namespace: str, name: str, **kwargs: Any) -> None:
+    """At start-up every incident is looked at once, on the scheduler's workers."""
+    _capture(kwargs)
+    SCHEDULER.after((namespace, name), 0)
 
 
 @kopf.on.delete(*INCIDENTS, id="undo-on-delete")
-def incident_deleted(namespace: str, name: str, body: kopf.Body, **_: Any) -> None:
-    engine.finalize(namespace, name, _plain(body))
+def incident_deleted(namespace: str, name: str, body: kopf.Body, retry: int, **kwargs: Any) -> None:
+    """Undo what the incident holds; the finalizer stays until every holder is released."""
+    _capture(kwargs)
+    result = engine.finalize(namespace, name, _plain(body), _world(**kwargs), kube.cluster())
+    if result.waiting_for:
+        raise kopf.TemporaryError(
+            f"waiting to undo: {result.waiting_for}", delay=min(2**retry, MAX_BACKOFF)
+        )
+    SCHEDULER.forget((namespace, name))
+    _failures.pop((namespace, name), None)
+
+
+@kopf.index(*INCIDENTS)
+def open_incidents(namespace: str, name: str, status: kopf.Status, **_: Any) -> dict[str, str]:
+    """namespace -> names of its open incidents: those a new or changed policy concerns."""
+    return {namespace: name} if status.get("phase") not in ("Resolved", "Closed") else {}
 
 
 # --- Policies -----------------------------------------------------------------------------
@@ -161,3 +277,17 @@ def incident_deleted(namespace: str, name: str, body: kopf.Body, **_: Any) -> No
 @kopf.timer(*POLICY_KINDS[1], interval=RESYNC_SECONDS * 2, id="recheck")
 def policy_changed(body: kopf.Body, **_: Any) -> None:
     check_policy(dict(body))
+
+
+POLICY_SETTLE = 0.5  # seconds for the index to take the policy's new status
+
+
+@kopf.on.event(*POLICY_KINDS[0], id="replan-namespace")
+@kopf.on.event(*POLICY_KINDS[1], id="replan-cluster")
+def policy_event(body: kopf.Body, open_incidents: kopf.Index, **_: Any) -> None:
+    """A policy appeared, changed or became Ready: its open incidents are planned again."""
+    namespace = body.get("metadata", {}).get("namespace")
+    spaces = [namespace] if namespace else list(open_incidents)
+    for ns in spaces:
+        for name in open_incidents.get(ns, []):
+            SCHEDULER.after((ns, name), POLICY_SETTLE)

@@ -1,36 +1,42 @@
-"""Kubernetes client set-up and the few calls every module shares.
+"""The Kubernetes access layer: client set-up, the one REST path, typed errors, `Cluster`.
 
-The official client is synchronous: callers run inside kopf's sync handlers (which
+Only this module knows the client library: every non-2xx answer and every
+connection failure leaves it as an `errors.APIError` subclass with the apiserver's
+message, and every call has a timeout. `Cluster` is the real `access.Access`. The
+official client is synchronous: callers run inside kopf's sync handlers (which
 kopf runs in threads) or through `asyncio.to_thread`, never on the event loop.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import kubernetes
+import urllib3
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from . import GROUP, VERSION
+from . import errors, events
+from .access import Access
+from .errors import APIError, Conflict, Forbidden, Invalid, NotFound, Transient
+from .resources import KINDS, Kind, Ref, operator_namespace, owner_reference
 
-SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+__all__ = [
+    "KINDS", "APIError", "Access", "Cluster", "ConfigError", "Conflict", "Forbidden",
+    "Invalid", "Kind", "NotFound", "Ref", "Transient", "TransientError", "cluster",
+    "operator_namespace", "owner_reference",
+]  # fmt: skip
+TransientError = Transient  # the name callers knew
 
 
 class ConfigError(RuntimeError):
     """No usable cluster configuration; the message says what to do."""
-
-
-class TransientError(RuntimeError):
-    """Worth trying again later (the object kept changing, the apiserver is away)."""
 
 
 def load_config() -> None:
@@ -69,104 +75,31 @@ def api_client() -> ApiClient:
     return ApiClient(config)
 
 
-def core() -> kubernetes.client.CoreV1Api:
-    return kubernetes.client.CoreV1Api(api_client())
-
-
-def apps() -> kubernetes.client.AppsV1Api:
-    return kubernetes.client.AppsV1Api(api_client())
-
-
-def custom() -> kubernetes.client.CustomObjectsApi:
-    return kubernetes.client.CustomObjectsApi(api_client())
-
-
-def operator_namespace() -> str:
-    """Where the operator's own objects live: AIINCIDENT_NAMESPACE, the SA namespace, else default."""
-    env = os.environ.get("AIINCIDENT_NAMESPACE")
-    if env:
-        return env
-    try:
-        return SA_NAMESPACE_FILE.read_text().strip() or "default"
-    except OSError:
-        return "default"
-
-
 # --- Objects as plain dicts --------------------------------------------------------------
 # Every object the operator reads or changes goes through these few calls, as JSON
 # dicts (no model classes): one code path for core kinds and custom resources alike.
-
-
-@dataclass(frozen=True)
-class Kind:
-    group: str
-    version: str
-    plural: str
-    kind: str
-    namespaced: bool = True
-
-    @property
-    def api_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-    def path(self, namespace: str | None = None, name: str | None = None) -> str:
-        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
-        if self.namespaced and namespace:
-            base += f"/namespaces/{namespace}"
-        base += f"/{self.plural}"
-        return f"{base}/{name}" if name else base
-
-
-KINDS = {
-    k.kind: k
-    for k in (
-        Kind("apps", "v1", "deployments", "Deployment"),
-        Kind("apps", "v1", "replicasets", "ReplicaSet"),
-        Kind("", "v1", "pods", "Pod"),
-        Kind("batch", "v1", "jobs", "Job"),
-        Kind("batch", "v1", "cronjobs", "CronJob"),  # Kubernetes 1.21 and newer
-        Kind("batch", "v1beta1", "cronjobs", "CronJob/v1beta1"),  # up to 1.24
-        Kind("", "v1", "services", "Service"),
-        Kind("", "v1", "configmaps", "ConfigMap"),
-        Kind("", "v1", "secrets", "Secret"),
-        Kind("", "v1", "events", "Event"),
-        Kind("", "v1", "namespaces", "Namespace", namespaced=False),
-        Kind("autoscaling", "v1", "horizontalpodautoscalers", "HorizontalPodAutoscaler"),
-        Kind("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler/v2"),
-        Kind(
-            "autoscaling", "v2beta2", "horizontalpodautoscalers", "HorizontalPodAutoscaler/v2beta2"
-        ),
-        Kind("networking.istio.io", "v1beta1", "virtualservices", "VirtualService"),
-        Kind("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute"),
-        Kind("keda.sh", "v1alpha1", "scaledobjects", "ScaledObject"),
-        Kind("monitoring.coreos.com", "v1", "prometheusrules", "PrometheusRule"),
-        Kind(GROUP, VERSION, "aiincidents", "AIIncident"),
-        Kind(GROUP, VERSION, "mitigationpolicies", "MitigationPolicy"),
-        Kind(
-            GROUP, VERSION, "clustermitigationpolicies", "ClusterMitigationPolicy", namespaced=False
-        ),
-    )
-}
-
-
-@dataclass(frozen=True)
-class Ref:
-    """One object: kind (a KINDS key), namespace, name."""
-
-    kind: str
-    namespace: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.kind}/{self.name}"
-
+# Kinds and references are in `resources` (pure); re-exported here for callers.
 
 FIELD_MANAGER = "ai-incident-operator"
 WRITES = frozenset({"POST", "PUT", "PATCH"})
+# (connect, read) seconds: no handler thread waits forever on a dead connection.
+TIMEOUT = (10.0, 60.0)
+_CONNECTION_ERRORS = (urllib3.exceptions.HTTPError, OSError)
+
+
+def _typed(err: ApiException) -> APIError:
+    """The typed error for ERR, with the apiserver's own message (its Status object)."""
+    message, reason = "", err.reason or ""
+    try:
+        status = json.loads(err.body or "")
+        message, reason = status.get("message") or "", status.get("reason") or reason
+    except (TypeError, ValueError, AttributeError):
+        pass
+    return errors.from_status(err.status or 0, message or f"{err.status} {err.reason}", reason)
 
 
 def _call(method: str, path: str, body: Any = None, query: list | None = None) -> Any:
-    """One REST call; JSON in and out as plain dicts; ApiException on any non-2xx answer."""
+    """One REST call; JSON in and out as plain dicts; a typed `errors.APIError` on failure."""
     content_type = "application/merge-patch+json" if method == "PATCH" else "application/json"
     if method in WRITES:
         # So that managedFields (and GitOps tools reading them) name the operator.
@@ -180,116 +113,182 @@ def _call(method: str, path: str, body: Any = None, query: list | None = None) -
         body=body,
         auth_settings=["BearerToken"],
     )
-    response = client.call_api(*request)
-    data = response.read()
+    try:
+        response = client.call_api(*request, _request_timeout=TIMEOUT)
+        data = response.read()
+    except ApiException as err:
+        raise _typed(err) from None
+    except _CONNECTION_ERRORS as err:
+        raise Transient(0, f"the apiserver did not answer {method} {path}: {err}") from None
     if not 200 <= response.status < 300:
-        raise ApiException(http_resp=response)
+        raise _typed(ApiException(http_resp=response))
     return json.loads(data) if data else None
 
 
-def get(ref: Ref) -> dict | None:
-    """The object, or None when it does not exist (or its kind is not installed)."""
-    try:
-        return _call("GET", KINDS[ref.kind].path(ref.namespace, ref.name))
-    except ApiException as err:
-        if err.status == 404:
+class Cluster(Access):
+    """The real cluster, through the one REST path `_call`."""
+
+    def __init__(self) -> None:
+        self._installed: dict[str, tuple[float, bool]] = {}
+
+    def get(self, ref: Ref) -> dict | None:
+        try:
+            return _call("GET", KINDS[ref.kind].path(ref.namespace, ref.name))
+        except NotFound:
             return None
-        raise
 
+    def list(
+        self, kind: str, namespace: str | None, label_selector: str = "", field_selector: str = ""
+    ) -> list[dict]:
+        query = [("labelSelector", label_selector)] if label_selector else []
+        query += [("fieldSelector", field_selector)] if field_selector else []
+        return _call("GET", KINDS[kind].path(namespace), query=query)["items"]
 
-def replace(ref: Ref, body: dict) -> dict:
-    """PUT: body carries metadata.resourceVersion, so a concurrent change fails with 409."""
-    return _call("PUT", KINDS[ref.kind].path(ref.namespace, ref.name), body)
+    def create(self, kind: str, namespace: str, body: dict) -> dict:
+        return _call("POST", KINDS[kind].path(namespace), body)
 
+    def replace(self, ref: Ref, body: dict) -> dict:
+        return _call("PUT", KINDS[ref.kind].path(ref.namespace, ref.name), body)
 
-def create(kind: str, namespace: str, body: dict) -> dict:
-    return _call("POST", KINDS[kind].path(namespace), body)
+    def patch(self, ref: Ref, body: dict) -> dict:
+        return _call("PATCH", KINDS[ref.kind].path(ref.namespace, ref.name), body)
 
-
-def patch(ref: Ref, body: dict) -> dict:
-    return _call("PATCH", KINDS[ref.kind].path(ref.namespace, ref.name), body)
-
-
-def delete(ref: Ref) -> bool:
-    """Delete; False if it was already gone."""
-    try:
-        _call("DELETE", KINDS[ref.kind].path(ref.namespace, ref.name))
-        return True
-    except ApiException as err:
-        if err.status == 404:
+    def delete(self, ref: Ref) -> bool:
+        try:
+            _call("DELETE", KINDS[ref.kind].path(ref.namespace, ref.name))
+            return True
+        except NotFound:
             return False
-        raise
+
+    def patch_status(self, ref: Ref, status: dict, resource_version: str | None = None) -> dict:
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        return _call("PATCH", KINDS[ref.kind].path(ref.namespace, ref.name) + "/status", body)
+
+    def dry_run_replace(self, ref: Ref, body: dict) -> dict:
+        path = KINDS[ref.kind].path(ref.namespace, ref.name)
+        return _call("PUT", path, body, query=[("dryRun", "All")])
+
+    def kind_installed(self, kind: str) -> bool:
+        """Whether the apiserver serves KIND (a CRD such as PrometheusRule may be absent)."""
+        cached = self._installed.get(kind)
+        if cached and time.monotonic() - cached[0] < INSTALLED_TTL:
+            return cached[1]
+        self._installed[kind] = (time.monotonic(), _discover(kind))
+        return self._installed[kind][1]
+
+    def event(self, obj: dict, reason: str, message: str, *, warning: bool = False) -> None:
+        events.record(obj, reason, message, warning=warning)
 
 
-def list_objects(kind: str, namespace: str | None, label_selector: str = "") -> list[dict]:
-    query = [("labelSelector", label_selector)] if label_selector else []
-    return _call("GET", KINDS[kind].path(namespace), query=query)["items"]
-
-
-_installed: dict[str, tuple[float, bool]] = {}
 INSTALLED_TTL = 30.0  # seconds a discovery answer is trusted; CRDs come and go rarely
-
-
-def kind_installed(kind: str) -> bool:
-    """Whether the apiserver serves KIND (a CRD such as PrometheusRule may be absent)."""
-    cached = _installed.get(kind)
-    if cached and time.monotonic() - cached[0] < INSTALLED_TTL:
-        return cached[1]
-    _installed[kind] = (time.monotonic(), _discover(kind))
-    return _installed[kind][1]
 
 
 def _discover(kind: str) -> bool:
     k = KINDS[kind]
     try:
         resources = _call("GET", f"/apis/{k.group}/{k.version}" if k.group else f"/api/{k.version}")
-    except ApiException as err:
-        if err.status == 404:
-            return False
-        raise
+    except NotFound:
+        return False
     return any(r["name"] == k.plural for r in resources.get("resources", []))
 
 
-def update(
-    ref: Ref, mutate: Callable[[dict], bool], attempts: int = 5, current: dict | None = None
-) -> tuple[dict | None, bool]:
-    """Read, MUTATE in place, write with the read resourceVersion; retry on conflict.
+@cache
+def cluster() -> Cluster:
+    """The process's one Cluster (its discovery cache is shared)."""
+    return Cluster()
 
-    MUTATE returns whether it changed anything; nothing is written when it did not.
-    CURRENT, a copy just read by the caller, saves the first read.
-    Returns the object as last seen (None when it does not exist) and whether it was written.
-    """
-    for attempt in range(attempts):
-        obj = copy.deepcopy(current) if current is not None and attempt == 0 else get(ref)
-        if obj is None:
-            return None, False
-        if not mutate(obj):
-            return obj, False
-        try:
-            return replace(ref, obj), True
-        except ApiException as err:
-            if err.status != 409 or attempt == attempts - 1:
-                raise
-    raise AssertionError("unreachable")
+
+# Module-level calls for the edges (intake, CLI, reports, investigation) that have no
+# Access of their own; the engine and the actions are handed one instead.
+
+
+def get(ref: Ref) -> dict | None:
+    return cluster().get(ref)
+
+
+def replace(ref: Ref, body: dict) -> dict:
+    return cluster().replace(ref, body)
+
+
+def create(kind: str, namespace: str, body: dict) -> dict:
+    return cluster().create(kind, namespace, body)
+
+
+def patch(ref: Ref, body: dict) -> dict:
+    return cluster().patch(ref, body)
+
+
+def delete(ref: Ref) -> bool:
+    return cluster().delete(ref)
+
+
+def list_objects(
+    kind: str, namespace: str | None, label_selector: str = "", field_selector: str = ""
+) -> list[dict]:
+    return cluster().list(kind, namespace, label_selector, field_selector)
+
+
+def kind_installed(kind: str) -> bool:
+    return cluster().kind_installed(kind)
+
+
+def list_with_version(kind: str, namespace: str | None, label_selector: str = "") -> dict:
+    """The whole list answer (items and metadata.resourceVersion, to watch from)."""
+    query = [("labelSelector", label_selector)] if label_selector else []
+    return _call("GET", KINDS[kind].path(namespace), query=query)
+
+
+def update(
+    ref: Ref, mutate: Callable[[dict], bool], current: dict | None = None
+) -> tuple[dict | None, bool]:
+    return cluster().update(ref, mutate, current=current)
 
 
 def patch_status(ref: Ref, status: dict, resource_version: str | None = None) -> dict:
-    """Merge-patch the status subresource; with a resourceVersion, 409 if the object changed."""
-    body: dict[str, Any] = {"status": status}
+    return cluster().patch_status(ref, status, resource_version)
+
+
+WATCH_SECONDS = 300  # the server ends a watch after this long; the caller starts another
+
+
+def watch(
+    kind: str, namespace: str | None, label_selector: str, resource_version: str = ""
+) -> Iterator[tuple[str, dict]]:
+    """(type, object) for each change of KIND matching LABEL_SELECTOR, from RESOURCE_VERSION.
+
+    Ends when the server closes the watch (after WATCH_SECONDS); a 410 (the version is
+    too old) is raised as `errors.APIError` with status 410, as every other failure.
+    """
+    query = [("watch", "true"), ("labelSelector", label_selector),
+             ("timeoutSeconds", str(WATCH_SECONDS)), ("allowWatchBookmarks", "true")]  # fmt: skip
     if resource_version:
-        body["metadata"] = {"resourceVersion": resource_version}
-    return _call("PATCH", KINDS[ref.kind].path(ref.namespace, ref.name) + "/status", body)
-
-
-def owner_reference(owner: dict) -> dict:
-    """An ownerReference to OWNER, so that Kubernetes deletes what it owns along with it."""
-    return {
-        "apiVersion": owner.get("apiVersion") or f"{GROUP}/{VERSION}",
-        "kind": owner.get("kind") or "AIIncident",
-        "name": owner["metadata"]["name"],
-        "uid": owner["metadata"]["uid"],
-        "controller": True,
-        # Blocking the owner's deletion would need the finalizers permission on it, and
-        # what it owns has nothing to clean up first.
-        "blockOwnerDeletion": False,
-    }
+        query.append(("resourceVersion", resource_version))
+    client = api_client()
+    request = client.param_serialize(
+        method="GET",
+        resource_path=KINDS[kind].path(namespace),
+        query_params=query,
+        header_params={"Accept": "application/json"},
+        auth_settings=["BearerToken"],
+    )
+    try:
+        response = client.call_api(*request, _request_timeout=(10, WATCH_SECONDS + 30))
+        if not 200 <= response.status < 300:
+            raise _typed(ApiException(http_resp=response))
+        for line in response.response:
+            if not line.strip():
+                continue
+            event = json.loads(line)
+            if event.get("type") == "ERROR":
+                status = event.get("object") or {}
+                raise errors.from_status(
+                    status.get("code") or 0, status.get("message") or "watch error",
+                    status.get("reason") or "",
+                )  # fmt: skip
+            yield event["type"], event["object"]
+    except ApiException as err:
+        raise _typed(err) from None
+    except _CONNECTION_ERRORS as err:
+        raise Transient(0, f"the watch of {kind} ended: {err}") from None

@@ -21,11 +21,19 @@ from . import GROUP
 from .fieldpath import ABSENT, get, put
 
 ANNOTATION = f"{GROUP}/ledger"
+# On every object the ledger holds anything for, so that the operator can watch exactly
+# those (a label selector) and repair a mitigation someone reverts.
+HELD_LABEL = f"{GROUP}/held"
 _ABSENT_MARK = {"$absent": True}
 
 
 def _encode(value: Any) -> Any:
     return _ABSENT_MARK if value is ABSENT else value
+
+
+def decode(value: Any) -> Any:
+    """A value as `held_originals` gives it, back to a field value (ABSENT for "was absent")."""
+    return _decode(value)
 
 
 def _decode(value: Any) -> Any:
@@ -45,14 +53,18 @@ def read(obj: dict) -> dict[str, Any]:
 def _write(obj: dict, ledger: dict[str, Any]) -> None:
     meta = obj.setdefault("metadata", {})
     annotations = dict(meta.get("annotations") or {})
+    labels = dict(meta.get("labels") or {})
     if ledger["holders"]:
         annotations[ANNOTATION] = json.dumps(ledger, sort_keys=True, separators=(",", ":"))
+        labels[HELD_LABEL] = "true"
     else:
         annotations.pop(ANNOTATION, None)
-    if annotations:
-        meta["annotations"] = annotations
-    else:
-        meta.pop("annotations", None)  # it was absent before the first hold
+        labels.pop(HELD_LABEL, None)
+    for key, values in (("annotations", annotations), ("labels", labels)):
+        if values:
+            meta[key] = values
+        else:
+            meta.pop(key, None)  # it was absent before the first hold
 
 
 def _find(ledger: dict, incident: str, action: str) -> dict | None:
@@ -69,15 +81,29 @@ def _effective(ledger: dict, path: str) -> Any:
     return _decode(ledger["originals"][path])
 
 
-def hold(obj: dict, incident: str, action: str, values: dict[str, Any]) -> bool:
-    """INCIDENT's ACTION wants these field VALUES (ABSENT removes a field). True if OBJ changed."""
+def hold(
+    obj: dict,
+    incident: str,
+    action: str,
+    values: dict[str, Any],
+    known: dict[str, Any] | None = None,
+) -> bool:
+    """INCIDENT's ACTION wants these field VALUES (ABSENT removes a field). True if OBJ changed.
+
+    KNOWN, originals kept elsewhere (encoded, as `held_originals` gives them), is used
+    for the paths it has instead of the current values: after the ledger annotation was
+    removed, the current values are the mitigated ones, not the originals.
+    """
     before = json.dumps(obj, sort_keys=True)
     ledger = read(obj)
     holder = _find(ledger, incident, action)
     dropped = set(holder["values"]) - set(values) if holder else set()
     for path in values:
         if path not in ledger["originals"]:
-            ledger["originals"][path] = _encode(get(obj, path))
+            if known and path in known:
+                ledger["originals"][path] = known[path]
+            else:
+                ledger["originals"][path] = _encode(get(obj, path))
     if holder is None:
         holder = {"incident": incident, "action": action, "values": {}}
         ledger["holders"].append(holder)
@@ -134,6 +160,20 @@ def originals(obj: dict) -> dict[str, Any]:
     Evidence uses it to show what was serving before the operator changed anything.
     """
     return {path: _decode(value) for path, value in read(obj)["originals"].items()}
+
+
+def held_originals(obj: dict, incident: str, action: str) -> dict[str, Any]:
+    """The originals (encoded, JSON-safe) of the paths INCIDENT's ACTION holds on OBJ."""
+    ledger = read(obj)
+    holder = _find(ledger, incident, action)
+    if holder is None:
+        return {}
+    return {p: ledger["originals"][p] for p in holder["values"] if p in ledger["originals"]}
+
+
+def held_by(obj: dict, incident: str) -> list[str]:
+    """The actions INCIDENT holds on OBJ, in the order they took hold."""
+    return [h["action"] for h in read(obj)["holders"] if h["incident"] == incident]
 
 
 def holders(obj: dict) -> list[tuple[str, str]]:

@@ -36,6 +36,13 @@ UNMAPPED = Counter(
     "aiincident_alerts_unmapped",
     "Alerts that named no workload, filed as incidents in the operator's namespace",
 )
+INVALID = Counter(
+    "aiincident_alerts_invalid",
+    "Malformed alerts, left out of their payload (its good alerts are still taken), by the "
+    "alert's field found wrong first: status, labels, annotations, fingerprint, startsAt, "
+    "endsAt, generatorURL, or alert (not an object)",
+    ["field"],
+)
 _MINUTE, _HOUR = 60.0, 3600.0
 DETECT_TO_MITIGATE = Histogram(
     "aiincident_detect_to_mitigate_seconds",

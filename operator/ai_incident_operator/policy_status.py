@@ -11,12 +11,14 @@ from typing import Any
 
 from . import events, kube
 from . import policy as policies
+from .access import Access
 from .conditions import set_condition
 from .kube import Ref
 
 
-def cluster_problems(body: dict[str, Any]) -> list[str]:
+def cluster_problems(body: dict[str, Any], api: Access | None = None) -> list[str]:
     """Objects the policy names that do not exist, and containers its targets lack."""
+    api = api or kube.cluster()
     spec = body.get("spec") or {}
     namespace = body["metadata"].get("namespace")
     if namespace is None:
@@ -28,14 +30,14 @@ def cluster_problems(body: dict[str, Any]) -> list[str]:
             kind = action.get("type")
             if kind == "TrafficShift":
                 fallback = (action.get("fallback") or {}).get("service")
-                if fallback and kube.get(Ref("Service", namespace, fallback)) is None:
+                if fallback and api.get(Ref("Service", namespace, fallback)) is None:
                     problems.append(
                         f"TrafficShift fallback Service {namespace}/{fallback} does not exist"
                     )
             if kind == "ConservativeConfig" and isinstance(action.get("container"), str):
                 if targets is None:
                     selector = policies.selector_string(spec.get("targetSelector") or {})
-                    targets = kube.list_objects("Deployment", namespace, selector)
+                    targets = api.list("Deployment", namespace, selector)
                 for target in targets:
                     names = [c["name"] for c in target["spec"]["template"]["spec"]["containers"]]
                     if action["container"] not in names:

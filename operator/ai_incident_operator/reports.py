@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import re
 import sys
 from collections.abc import Callable
@@ -20,14 +19,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kubernetes
-import urllib3
-from kubernetes.client.exceptions import ApiException
 
 from . import API_VERSION, kube, review
 from .conditions import INCIDENT_CONDITION_TYPES
+from .errors import APIError, Conflict, NotFound
 from .intake.mapping import CATEGORIES, SOURCE_LABEL
 from .kube import Ref
 from .policy import selector_string
+from .resources import SA_NAMESPACE_FILE
 
 SOURCES = ("UserReport", "Internal", "External")
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -128,22 +127,19 @@ def _command(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
             return run(args)
         except (Failure, kube.ConfigError) as err:
             print(f"aiincident: {err}", file=sys.stderr)
-        except ApiException as err:
-            print(
-                f"aiincident: the apiserver answered {err.status}: {_message(err)}", file=sys.stderr
-            )
-        except (urllib3.exceptions.HTTPError, OSError) as err:
+        except APIError as err:
+            if err.status:
+                print(
+                    f"aiincident: the apiserver answered {err.status}: {err.message}",
+                    file=sys.stderr,
+                )
+            else:  # no answer at all
+                print(f"aiincident: cannot reach the apiserver: {err.message}", file=sys.stderr)
+        except OSError as err:
             print(f"aiincident: cannot reach the apiserver: {err}", file=sys.stderr)
         return 1
 
     return command
-
-
-def _message(err: ApiException) -> str:
-    try:
-        return json.loads(err.body)["message"]
-    except (TypeError, ValueError, KeyError):
-        return str(err.reason)
 
 
 def default_namespace() -> str:
@@ -156,7 +152,7 @@ def default_namespace() -> str:
     except (kubernetes.config.ConfigException, OSError, TypeError, KeyError):
         pass
     try:
-        return kube.SA_NAMESPACE_FILE.read_text().strip() or "default"
+        return SA_NAMESPACE_FILE.read_text().strip() or "default"
     except OSError:
         return "default"
 
@@ -204,12 +200,10 @@ def _report(args: argparse.Namespace) -> int:
     body = {"apiVersion": API_VERSION, "kind": "AIIncident", "metadata": metadata, "spec": spec}
     try:
         created = kube.create("AIIncident", args.namespace, body)
-    except ApiException as err:
-        if err.status == 404:
-            raise Failure(f"namespace {args.namespace} not found") from None
-        if err.status == 409:
-            raise Failure(f"AIIncident {args.namespace}/{args.name} already exists") from None
-        raise
+    except NotFound:
+        raise Failure(f"namespace {args.namespace} not found") from None
+    except Conflict:
+        raise Failure(f"AIIncident {args.namespace}/{args.name} already exists") from None
     print(created["metadata"]["name"])
     try:
         if kube.get(Ref("Deployment", args.namespace, args.target)) is None:
@@ -218,7 +212,7 @@ def _report(args: argparse.Namespace) -> int:
                 "incident is filed, and is triaged once the Deployment exists",
                 file=sys.stderr,
             )
-    except ApiException:
+    except APIError:
         pass  # not allowed to read Deployments: the operator will say
     return 0
 

@@ -16,7 +16,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .durations import duration_or
-from .investigation.store import write_owned_configmap
 from .times import human, iso, parse_time
 
 SUFFIX = "review"
@@ -69,6 +68,8 @@ def render(incident: dict[str, Any], now: datetime) -> str:
 
 def write_review(incident: dict[str, Any], text: str) -> dict[str, str]:
     """Create or replace ConfigMap `<incident>-review` owned by the incident; its reviewRef."""
+    from .investigation.store import write_owned_configmap  # the cluster, only when writing
+
     return write_owned_configmap(incident, SUFFIX, {KEY: text})
 
 

@@ -20,14 +20,14 @@ repository's `crds/`), else from `$AIINCIDENT_CRDS_DIR` or `--crds DIR`. Registe
 from __future__ import annotations
 
 import argparse
-import contextlib
+import copy
 import difflib
 import importlib.resources
 import json
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,8 +35,12 @@ from typing import Any
 
 import yaml
 
-from . import GROUP, actions, kube
+from . import GROUP, kube
 from . import policy as policies
+from .access import Access, ReadOnly
+from .errors import APIError
+from .resources import Ref
+from .times import parse_time
 
 Body = dict[str, Any]
 KINDS = ("AIIncident", "MitigationPolicy", "ClusterMitigationPolicy")
@@ -352,31 +356,6 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 # --- simulate -----------------------------------------------------------------------------
 
 
-class SimulationWrite(RuntimeError):
-    """An action tried to write during a simulation; nothing was written."""
-
-
-@contextlib.contextmanager
-def read_only() -> Iterator[None]:
-    """Refuse every write to the apiserver while simulating.
-
-    Actions honour dry_run; this makes sure, for actions written later too: any call
-    other than a GET (or a server-side dry run) fails instead of reaching the cluster.
-    """
-    real = kube._call  # the one REST path of `kube`; every read and write goes through it
-
-    def guarded(method: str, path: str, body: Any = None, query: list | None = None) -> Any:
-        if method != "GET" and ("dryRun", "All") not in (query or []):
-            raise SimulationWrite(f"simulate refused to {method} {path}")
-        return real(method, path, body, query)
-
-    kube._call = guarded
-    try:
-        yield
-    finally:
-        kube._call = real
-
-
 def _single(path: str, kinds: tuple[str, ...]) -> Body:
     docs = [d for _, _, d in _documents(path) if isinstance(d, dict) and d.get("kind") in kinds]
     if len(docs) != 1:
@@ -394,11 +373,11 @@ def _context_namespace() -> str | None:
         return None
 
 
-def _last_released(namespace: str):  # -> Callable[[str, str, str], datetime | None]
+def _last_released(api: Access, namespace: str) -> Callable[[str, str, str], datetime | None]:
     """When each target's mitigation by another incident was last undone (for cooldowns)."""
     try:
-        incidents = kube.list_objects("AIIncident", namespace)
-    except Exception:  # no right to list: cooldowns are then not simulated
+        incidents = api.list("AIIncident", namespace)
+    except APIError:  # no right to list: cooldowns are then not simulated
         incidents = []
     found: dict[str, list[tuple[str, str]]] = {}
     for incident in incidents:
@@ -411,28 +390,53 @@ def _last_released(namespace: str):  # -> Callable[[str, str, str], datetime | N
 
     def last(ns: str, target: str, incident: str) -> datetime | None:
         times = [when for name, when in found.get(target, []) if name != incident]
-        return datetime.fromisoformat(max(times).replace("Z", "+00:00")) if times else None
+        return parse_time(max(times)) if times else None
 
     return last
 
 
-def _namespace_labels(namespace: str) -> dict[str, str]:
+def _namespace_labels(api: Access, namespace: str) -> dict[str, str]:
     """For ClusterMitigationPolicy namespaceSelectors; {} when the namespace cannot be read."""
     try:
-        found = kube.get(kube.Ref("Namespace", "", namespace)) or {}
-    except Exception:  # no right to read namespaces: a selector on labels then matches less
+        found = api.get(Ref("Namespace", "", namespace)) or {}
+    except APIError:  # no right to read namespaces: a selector on labels then matches less
         return {}
     return (found.get("metadata") or {}).get("labels") or {}
 
 
-def simulate(policy_body: Body, incident_body: Body, namespace: str | None = None) -> Body:
-    """What the operator would do; reads the cluster, writes nothing. A JSON-able dict."""
-    from . import engine
-    from .actions import ActionContext
-    from .durations import duration_or
-    from .policy_status import cluster_problems
-    from .triage import triage
+def _as_ready(policy_obj: Body) -> Body:
+    """POLICY_OBJ as the operator would hold it once checked: Ready for its generation."""
+    ready = copy.deepcopy(policy_obj)
+    generation = ready.setdefault("metadata", {}).setdefault("generation", 1)
+    ready["status"] = {
+        "observedGeneration": generation,
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Valid", "message": ""}],
+    }
+    return ready
 
+
+def protected_namespaces() -> frozenset[str]:
+    extra = os.environ.get("AIINCIDENT_PROTECTED_NAMESPACES", "").split(",")
+    return policies.BUILTIN_PROTECTED_NAMESPACES | frozenset(n for n in extra if n)
+
+
+def simulate(
+    policy_body: Body,
+    incident_body: Body,
+    namespace: str | None = None,
+    api: Access | None = None,
+    now: datetime | None = None,
+) -> Body:
+    """What the operator would do; reads the cluster, writes nothing. A JSON-able dict.
+
+    The engine's own decision (`engine.decide`) and step runner (`engine.steps.run`,
+    dry run) over a read-only access: a change to a gate changes both or neither.
+    """
+    from . import engine
+    from .engine.steps import run
+    from .policy_status import cluster_problems
+
+    api = ReadOnly(api or kube.cluster())
     incident = json.loads(json.dumps(incident_body))
     policy_obj = json.loads(json.dumps(policy_body))
     meta = incident.setdefault("metadata", {})
@@ -451,102 +455,77 @@ def simulate(policy_body: Body, incident_body: Body, namespace: str | None = Non
     }
     notes: list[str] = result["notes"]
 
-    with read_only():
-        wanted_ns = (spec.get("target") or {}).get("namespace", ns)
-        if wanted_ns != ns:
-            result["outcome"] = "CrossNamespaceTarget"
-            notes.append(f"target namespace {wanted_ns} is not the incident's namespace {ns}")
-            return result
-        targets = engine.resolve_targets(ns, spec.get("target") or {})
-        result["targets"] = [f"Deployment/{t['metadata']['name']}" for t in targets]
-        if not targets:
-            result["outcome"] = "TargetNotFound"
-            notes.append(engine.missing_target_message(ns, spec))
-            return result
-        try:
-            not_ready = cluster_problems(policy_obj)
-        except Exception as err:  # e.g. Forbidden: the check is advice, the plan still helps
-            not_ready = []
-            notes.append(f"could not check the policy against the cluster: {_reason(err)}")
-        if not_ready:
-            notes.append(
-                "the operator would mark the policy Ready=False and not use it: "
-                + "; ".join(not_ready)
-                + ". The plan below is what it would do once that is fixed"
-            )
-        labels = _namespace_labels(ns)
-        chosen = policy_obj if policies.covers(policy_obj, ns, labels, targets) else None
-        if chosen is None:
-            notes.append(
-                f"{result['policy']} does not cover {', '.join(result['targets'])} in namespace "
-                f"{ns} (its targetSelector, namespaceSelector or namespace): triage only"
-            )
-        severity, reason, message = triage(spec, chosen)
-        result["severity"], result["severityReason"] = severity, f"{reason}: {message}"
-        policy_spec = (chosen or {}).get("spec") or {}
-        why = engine.resolution_reason(spec, policy_spec)
-        if why:
-            result["outcome"] = "Resolving"
-            notes.append(f"the incident would be resolved ({why[1]}): mitigations undone")
-            return result
-        world = engine.World(
-            protected_namespaces=policies.BUILTIN_PROTECTED_NAMESPACES
-            | frozenset(
-                n for n in os.environ.get("AIINCIDENT_PROTECTED_NAMESPACES", "").split(",") if n
-            ),
-            last_released=_last_released(ns),
+    wanted_ns = (spec.get("target") or {}).get("namespace", ns)
+    if wanted_ns != ns:
+        result["outcome"] = "CrossNamespaceTarget"
+        notes.append(f"target namespace {wanted_ns} is not the incident's namespace {ns}")
+        return result
+    targets = engine.resolve_targets(api, ns, spec.get("target") or {})
+    result["targets"] = [f"Deployment/{t['metadata']['name']}" for t in targets]
+    if not targets:
+        result["outcome"] = "TargetNotFound"
+        notes.append(engine.missing_target_message(ns, spec))
+        return result
+    try:
+        not_ready = policies.validate(policy_obj.get("spec") or {}) or cluster_problems(
+            policy_obj, api
         )
-        blocked = engine.gate(ns, targets, chosen, severity, world)
-        if blocked:
-            result["outcome"] = blocked[0]
-            notes.append(blocked[1])
-            return result
-        response = policies.response_for(policy_spec, severity) or {}
-        if response.get("requireApproval") and not spec.get("approved"):
-            notes.append(
-                f"severity {severity} responses need approval: the operator would wait for "
-                "spec.approved: true, then do the following"
-            )
-        if (policy_spec.get("safety") or {}).get("dryRun"):
-            notes.append("the policy has safety.dryRun: the operator itself would change nothing")
-        cooldown = duration_or(
-            (policy_spec.get("safety") or {}).get("cooldown"), engine.DEFAULT_COOLDOWN
+    except APIError as err:  # e.g. Forbidden: the check is advice, the plan still helps
+        not_ready = []
+        notes.append(f"could not check the policy against the cluster: {err.message}")
+    if not_ready:
+        notes.append(
+            "the operator would mark the policy Ready=False and not use it: "
+            + "; ".join(not_ready)
+            + ". The plan below is what it would do once that is fixed"
         )
-        now = datetime.now(UTC)
-        failed = False
-        for step in engine.plan(incident, response, targets):
-            outcome = engine.cooling(step, world, ns, incident, cooldown, now)
-            if outcome is None:
-                ctx = ActionContext(incident, step.target, step.spec, policy_spec, dry_run=True)
-                try:
-                    outcome = step.action.apply(ctx)
-                except SimulationWrite as err:
-                    outcome = actions.Outcome("Failed", f"{err} (not simulated: it would write)")
-                except Exception as err:  # e.g. Forbidden: say so, simulate the rest
-                    outcome = actions.Outcome("Failed", f"cannot simulate: {_reason(err)}")
-            failed |= outcome.state == "Failed"
-            result["steps"].append(
-                {
-                    "action": step.action.type,
-                    "target": step.entry_target,
-                    "state": outcome.state,
-                    "message": outcome.message,
-                    "objects": outcome.objects,
-                }
-            )
-        result["outcome"] = "WouldFail" if failed else "WouldMitigate"
+    labels = _namespace_labels(api, ns)
+    world = engine.World(
+        policies=[_as_ready(policy_obj)],
+        namespace_labels=lambda _: labels,
+        last_released=_last_released(api, ns),
+        protected_namespaces=protected_namespaces(),
+    )
+    decision = engine.decide(incident, {}, targets, world, now or datetime.now(UTC))
+    if decision.policy is None:
+        notes.append(
+            f"{result['policy']} does not cover {', '.join(result['targets'])} in namespace "
+            f"{ns} (its targetSelector, namespaceSelector or namespace): triage only"
+        )
+    result["severity"] = decision.severity
+    result["severityReason"] = f"{decision.severity_reason}: {decision.severity_message}"
+    if decision.resolve:
+        result["outcome"] = "Resolving"
+        notes.append(f"the incident would be resolved ({decision.resolve[1]}): mitigations undone")
+        return result
+    if decision.gate:
+        result["outcome"] = decision.gate[0]
+        notes.append(decision.gate[1])
+        return result
+    if decision.approval == "ApprovalRequired":
+        notes.append(
+            f"severity {decision.severity} responses need approval: the operator would wait "
+            "for spec.approved: true, then do the following"
+        )
+    if decision.dry_run:
+        notes.append("the policy has safety.dryRun: the operator itself would change nothing")
+    ctx = engine.IncidentContext(api, incident, {}, world, now or datetime.now(UTC))
+    ctx.policy, ctx.targets = decision.policy, targets
+    failed = False
+    for step in decision.steps:
+        outcome = run(ctx, step, dry_run=True)
+        failed |= outcome.state == "Failed"
+        result["steps"].append(
+            {
+                "action": step.action.type,
+                "target": step.entry_target,
+                "state": outcome.state,
+                "message": outcome.message,
+                "objects": outcome.objects,
+            }
+        )
+    result["outcome"] = "WouldFail" if failed else "WouldMitigate"
     return result
-
-
-def _reason(err: Exception) -> str:
-    body = getattr(err, "body", None)
-    if body:
-        try:
-            return json.loads(body)["message"]
-        except (TypeError, ValueError, KeyError):
-            pass
-    status = getattr(err, "status", None)
-    return f"{status} {getattr(err, 'reason', '')}".strip() if status else str(err)
 
 
 def format_simulation(result: Body) -> str:

@@ -21,6 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from ai_incident_operator import kube
+from ai_incident_operator.resources import Ref
+
 import promkit
 from e2e.exporter import ModelMetricsExporter
 from kit import OperatorProcess, free_port, wait_for
@@ -65,12 +68,22 @@ def webhook_token_file(tmp_path: Path) -> Path:
 def webhook_operator(
     cluster: Path, solo_namespace: str, webhook_token_file: Path
 ) -> Iterator[WebhookOperator]:
-    """`aiincident run` watching SOLO_NAMESPACE, webhook on 127.0.0.1 with a bearer token file."""
+    """`aiincident run` watching SOLO_NAMESPACE, webhook on 127.0.0.1 with a bearer token file.
+
+    The operator's own namespace is another one: alerts never open incidents against the
+    workloads of the operator's namespace.
+    """
     port = free_port()
+    home = f"{solo_namespace}-home"
+    kube.create(
+        "Namespace", "", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": home}}
+    )
     proc = OperatorProcess(
         f"e2e-{solo_namespace}",
         "--namespace",
         solo_namespace,
+        "--namespace",
+        home,
         "--webhook-listen",
         f"127.0.0.1:{port}",
         "--webhook-token-file",
@@ -78,7 +91,7 @@ def webhook_operator(
         env={
             "AIINCIDENT_RESYNC_SECONDS": "2",
             # Alerts that map to no workload open incidents here.
-            "AIINCIDENT_NAMESPACE": solo_namespace,
+            "AIINCIDENT_NAMESPACE": home,
         },
     )
     proc.start()
@@ -102,6 +115,7 @@ def webhook_operator(
         )
     finally:
         proc.stop()
+        kube.delete(Ref("Namespace", "", home))
 
 
 @pytest.fixture

@@ -50,8 +50,11 @@ SA = "ai-incident-operator"
 USER = f"system:serviceaccount:{RELEASE_NS}:{SA}"
 LABELS = {"app.kubernetes.io/part-of": "chat"}
 # What the operator's log must not say when its RBAC is right.
+# "403" only as an HTTP status: never the milliseconds of a log line's timestamp
+# ("08:13:17,403 INFO ..."), which matched once on a fresh machine.
 RBAC_TROUBLE = re.compile(
-    r"forbidden|Forbidden|\b403\b|Not enough permissions|Failed to post an event"
+    r"forbidden|Forbidden|(?<![,.:\d])\b403\b(?![,.:]\d)|Not enough permissions"
+    r"|Failed to post an event"
 )
 
 

@@ -5,7 +5,9 @@ import json
 import kubernetes
 import pytest
 
+from ai_incident_operator import kube
 from ai_incident_operator.conditions import INCIDENT_CONDITION_TYPES
+from ai_incident_operator.errors import Invalid
 
 from kit import create_incident, get_incident, kubectl, wait_for
 
@@ -39,10 +41,16 @@ def test_kubectl_get_aii_shows_printer_columns(namespace):
     ],
 )
 def test_apiserver_rejects_invalid_incidents(namespace, spec, complaint):
-    with pytest.raises(kubernetes.client.ApiException) as err:
-        create_incident(namespace, "bad", spec)
+    body = {
+        "apiVersion": "aiincident.io/v1alpha1",
+        "kind": "AIIncident",
+        "metadata": {"name": "bad", "namespace": namespace},
+        "spec": spec,
+    }
+    with pytest.raises(Invalid) as err:
+        kube.create("AIIncident", namespace, body)
     assert err.value.status == 422
-    assert complaint in json.loads(err.value.body)["message"]
+    assert complaint in err.value.message
 
 
 def test_policy_with_unknown_action_type_is_rejected(namespace):
@@ -52,11 +60,9 @@ def test_policy_with_unknown_action_type_is_rejected(namespace):
         "metadata": {"name": "p", "namespace": namespace},
         "spec": {"responses": [{"severity": 1, "actions": [{"type": "Reboot"}]}]},
     }
-    with pytest.raises(kubernetes.client.ApiException) as err:
-        kubernetes.client.CustomObjectsApi().create_namespaced_custom_object(
-            "aiincident.io", "v1alpha1", namespace, "mitigationpolicies", policy
-        )
-    assert "spec.responses.actions.type" in json.loads(err.value.body)["message"]
+    with pytest.raises(Invalid) as err:
+        kube.create("MitigationPolicy", namespace, policy)
+    assert "spec.responses.actions.type" in err.value.message
 
 
 def test_new_incident_is_detected_with_conditions_and_event(namespace, operator):

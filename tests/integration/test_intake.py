@@ -462,17 +462,17 @@ def test_after_resolution_only_a_new_firing_opens_a_new_incident(hook, intake_na
 
 
 def test_alerts_of_an_increase_monitoring_rule_go_back_to_their_incident(hook, intake_namespace):
+    # Into an incident the intake opened; never into one made otherwise (test_intake_misuse).
     ns = intake_namespace
-    from kit import create_incident
-
-    create_incident(ns, "chat-harm", {"category": "HarmfulOutput", "target": {"name": "chat-llm"}})
-    watch = am_alert(alertname="ChatQualityWatch", namespace=ns, aiincident_incident="chat-harm")
+    harm = quality(ns, ai_incident_category="HarmfulOutput")
+    name = hook.post(am_payload(harm)).body["incidents"][0]["name"]
+    watch = am_alert(alertname="ChatQualityWatch", namespace=ns, aiincident_incident=name)
     reply = hook.post(am_payload(watch)).body["incidents"]
-    assert reply == [{"namespace": ns, "name": "chat-harm", "result": "updated", "alerts": 1}]
-    assert (
-        kube.get(Ref("AIIncident", ns, "chat-harm"))["spec"]["alerts"][0]["alertname"]
-        == "ChatQualityWatch"
-    )
+    assert reply == [{"namespace": ns, "name": name, "result": "updated", "alerts": 1}]
+    assert [a["alertname"] for a in kube.get(Ref("AIIncident", ns, name))["spec"]["alerts"]] == [
+        "ModelQualityLow",
+        "ChatQualityWatch",
+    ]
 
 
 # --- the process: probes, no token, no apiserver -----------------------------------------------

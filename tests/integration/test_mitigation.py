@@ -6,12 +6,14 @@ fallback Service and an Istio VirtualService (real upstream CRD).
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import kubernetes
 import pytest
 
 from ai_incident_operator import kube, ledger
+from ai_incident_operator.errors import Conflict
 from ai_incident_operator.kube import Ref
 
 from kit import (
@@ -21,6 +23,7 @@ from kit import (
     create_incident,
     deployment,
     get_incident,
+    kubectl,
     policy_body,
     service,
     spec_snapshot,
@@ -206,10 +209,11 @@ def test_escalation_and_de_escalation_re_plan(namespace, operator):
         20,
         "replicas back",
     )
+    # The pass undoes ScaleToZero, then the VirtualService shift: wait for the last write.
+    wait_for(lambda: vs_weights(namespace) == {"chat": 100}, 20, "traffic back from the fallback")
     assert kube.get(Ref("Service", namespace, "chat"))["spec"]["selector"] == {
         "app": "chat-fallback"
     }
-    assert vs_weights(namespace) == {"chat": 100}
     patch_spec(namespace, "q", {"resolution": {"requested": True}})
     phase_is(namespace, "q", "Resolved")
     assert snapshot(namespace) == before
@@ -326,6 +330,8 @@ def test_dry_run_and_max_targets_change_nothing(namespace, operator):
     assert {m["state"] for m in incident["status"]["mitigations"]} == {"DryRun"}
     assert any("would set" in m["message"] for m in incident["status"]["mitigations"])
     assert snapshot(namespace) == before
+    # Once the policy acts for real, its open incidents are mitigated: close this one first.
+    kubectl("delete", "aiincident", "dry", "-n", namespace, "--wait=true")
 
     kube.patch(
         Ref("MitigationPolicy", namespace, "chat"),
@@ -397,13 +403,9 @@ def test_approval_gate(namespace, operator):
 
 
 def test_protected_namespace_changes_nothing(operator):
-    core = kubernetes.client.CoreV1Api()
-    try:
-        core.create_namespace({"metadata": {"name": PROTECTED_NAMESPACE}})
-    except kubernetes.client.ApiException as err:
-        if err.status != 409:
-            raise
     ns = PROTECTED_NAMESPACE
+    with contextlib.suppress(Conflict):  # left by an earlier run
+        kube.create("Namespace", "", {"metadata": {"name": ns}})
     try:
         setup_model(ns, chat_policy(), name="chat-llm")
         before = snapshot(ns)
@@ -415,7 +417,7 @@ def test_protected_namespace_changes_nothing(operator):
         assert snapshot(ns) == before
     finally:
         kube.patch(Ref("AIIncident", ns, "p"), {"metadata": {"finalizers": None}})
-        core.delete_namespace(ns)
+        kube.delete(Ref("Namespace", "", ns))
 
 
 def _ready_condition(ns: str) -> dict:
@@ -477,3 +479,24 @@ def test_resolution_still_undoes_when_the_target_is_gone(namespace, operator):
     patch_spec(namespace, "gone-target", {"resolution": {"requested": True}})
     phase_is(namespace, "gone-target", "Resolved")
     assert kube.get(Ref("VirtualService", namespace, "chat"))["spec"] == routes_before
+
+
+def test_an_overdue_review_is_said_without_any_timer(namespace, operator):
+    """The review deadline wakes the incident by itself (the scheduler), and says it once."""
+    setup_model(namespace, chat_policy(review={"dueWithin": "4s"}))
+    create_incident(
+        namespace, "late", {"category": "HarmfulOutput", "target": {"name": "chat-llm"}}
+    )
+    phase_is(namespace, "late", "Mitigated")
+    patch_spec(namespace, "late", {"resolution": {"requested": True}})
+    phase_is(namespace, "late", "Resolved")
+
+    def reviewed() -> dict:
+        conditions = get_incident(namespace, "late")["status"]["conditions"]
+        return {c["type"]: c for c in conditions}["Reviewed"]
+
+    assert reviewed()["reason"] == "ReviewPending"
+    wait_for(lambda: reviewed()["reason"] == "ReviewOverdue", 20, "ReviewOverdue")
+    wait_for(lambda: "ReviewOverdue" in events_for(namespace, "late"), 10, "ReviewOverdue event")
+    timeline = get_incident(namespace, "late")["status"]["timeline"]
+    assert [t["type"] for t in timeline].count("ReviewOverdue") == 1

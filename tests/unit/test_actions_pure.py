@@ -12,10 +12,11 @@ import copy
 
 import pytest
 
-from ai_incident_operator import kube, ledger
+from ai_incident_operator import ledger
 from ai_incident_operator.actions import config, guardrail, monitoring, notify
 from ai_incident_operator.actions.base import REGISTRY, ActionContext, ActionError, Change
-from ai_incident_operator.kube import Ref
+from ai_incident_operator.resources import Ref
+from fakecluster import FakeCluster
 
 NS = "prod"
 DEPLOYMENT = {
@@ -468,34 +469,34 @@ def test_monitoring_validate_accepts_rules():
     assert MON.validate({"rules": [{"alert": "A", "expr": "up == 0", "for": "1h30m"}]}, {}) == []
 
 
-def _refuse_writes(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("nothing may be written")
+def _refusing(installed: set[str]) -> FakeCluster:
+    """A cluster serving INSTALLED where nothing may be written."""
+    fake = FakeCluster(installed)
+    for verb in ("create", "update", "delete", "patch"):
+        fake.deny(verb, monitoring.KIND)
+    return fake
 
-    for name in ("create", "replace", "update", "delete", "patch"):
-        monkeypatch.setattr(kube, name, refuse)
 
-
-def test_monitoring_is_skipped_without_the_crd(monkeypatch):
-    monkeypatch.setattr(kube, "kind_installed", lambda kind: False)
-    _refuse_writes(monkeypatch)
-    outcome = MON.apply(ActionContext(INCIDENT, DEPLOYMENT, RULES, {}))
+def test_monitoring_is_skipped_without_the_crd():
+    fake = _refusing({"Deployment"})
+    outcome = MON.apply(ActionContext(INCIDENT, DEPLOYMENT, RULES, {}, api=fake))
     assert outcome.state == "Skipped"
     assert outcome.message.startswith(
         "PrometheusRule CRD (monitoring.coreos.com/v1) is not installed;"
     )
     assert outcome.objects == [] and not outcome.changed
+    assert fake.writes == []
 
 
-def test_monitoring_dry_run_writes_nothing(monkeypatch):
-    monkeypatch.setattr(kube, "kind_installed", lambda kind: True)
-    _refuse_writes(monkeypatch)
-    outcome = MON.apply(ActionContext(INCIDENT, DEPLOYMENT, RULES, {}, dry_run=True))
+def test_monitoring_dry_run_writes_nothing():
+    fake = _refusing({"Deployment", monitoring.KIND})
+    outcome = MON.apply(ActionContext(INCIDENT, DEPLOYMENT, RULES, {}, api=fake, dry_run=True))
     assert outcome.state == "DryRun"
     assert (
         outcome.message
         == "would create PrometheusRule chat-harmful-output-monitoring with alerts ChatQualityWatch"
     )
+    assert fake.writes == []
 
 
 # --- Notify -------------------------------------------------------------------------------
@@ -617,20 +618,33 @@ def test_post_refuses_other_schemes_and_keeps_the_url_out_of_errors():
     assert "secret-token" not in str(err.value) and "after 4 tries" in str(err.value)
 
 
+class _Reads(FakeCluster):
+    """A FakeCluster that remembers what was read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[Ref] = []
+
+    def get(self, ref: Ref):
+        self.seen.append(ref)
+        return super().get(ref)
+
+
 def test_channel_url_reads_the_secret_in_the_operator_namespace(monkeypatch):
-    seen = []
-
-    def fake_get(ref):
-        seen.append(ref)
-        return {"data": {"url": base64.b64encode(b"https://hooks.example/x\n").decode()}}
-
+    fake = _Reads()
+    url = base64.b64encode(b"https://hooks.example/x\n").decode()
+    fake.add({"kind": "Secret", "metadata": {"name": "hook", "namespace": "aiincident-system"},
+              "data": {"url": url}})  # fmt: skip
+    # The same name elsewhere is never read: only the operator's namespace is.
+    fake.add({"kind": "Secret", "metadata": {"name": "hook", "namespace": NS}, "data": {}})
     monkeypatch.setenv("AIINCIDENT_NAMESPACE", "aiincident-system")
-    monkeypatch.setattr(kube, "get", fake_get)
-    assert notify.channel_url(POLICY["notifications"]["channels"][0]) == "https://hooks.example/x"
-    assert seen == [Ref("Secret", "aiincident-system", "hook")]
-    monkeypatch.setattr(kube, "get", lambda ref: {"data": {}})
+    channel = POLICY["notifications"]["channels"][0]
+    assert notify.channel_url(fake, channel) == "https://hooks.example/x"
+    assert fake.seen == [Ref("Secret", "aiincident-system", "hook")]
+    fake.add({"kind": "Secret", "metadata": {"name": "hook", "namespace": "aiincident-system"},
+              "data": {}})  # fmt: skip
     with pytest.raises(notify.NotifyError, match=r"^Secret aiincident-system/hook has no key url$"):
-        notify.channel_url(POLICY["notifications"]["channels"][0])
+        notify.channel_url(fake, channel)
 
 
 @pytest.fixture
@@ -651,30 +665,36 @@ def hooks(hook, monkeypatch) -> dict:
 
 def test_notify_reports_each_channel_and_never_raises(hook, hooks):
     spec = {"type": "Notify", "channels": ["oncall", "pager", "ghost"]}
-    outcome = NOTIFY.apply(ActionContext(INCIDENT, DEPLOYMENT, spec, hooks))
+    fake = FakeCluster()
+    outcome = NOTIFY.apply(ActionContext(INCIDENT, DEPLOYMENT, spec, hooks, api=fake))
     assert outcome.state == "Failed" and outcome.changed
     assert outcome.message == (
         "notified oncall; failed: pager (HTTP 500 boom (after 4 tries)), "
         "ghost (not defined in the policy's notifications.channels)"
     )
+    assert fake.events == [
+        ("AIIncident/chat-harmful-output", "Warning", "NotifyFailed", outcome.message)
+    ]
     assert hook.bodies["/ok"][0]["text"].startswith("[SEV2] prod/chat-harmful-output")
 
 
 def test_a_retried_notify_does_not_repeat_itself_to_channels_it_reached(hook, hooks):
     spec = {"type": "Notify", "channels": ["oncall", "pager"]}
-    NOTIFY.apply(ActionContext(INCIDENT, DEPLOYMENT, spec, hooks))
+    NOTIFY.apply(ActionContext(INCIDENT, DEPLOYMENT, spec, hooks, api=FakeCluster()))
     hook.script["/down"] = [200]  # the pager is back
-    again = NOTIFY.apply(ActionContext(INCIDENT, DEPLOYMENT, spec, hooks))
+    again = NOTIFY.apply(ActionContext(INCIDENT, DEPLOYMENT, spec, hooks, api=FakeCluster()))
     assert (again.state, again.message) == ("Applied", "notified pager; sent earlier: oncall")
     assert len(hook.bodies["/ok"]) == 1
     other = {**INCIDENT, "metadata": {**INCIDENT["metadata"], "uid": "u-2"}}
-    assert NOTIFY.apply(ActionContext(other, DEPLOYMENT, spec, hooks)).message == (
-        "notified oncall, pager"
-    )
+    third = NOTIFY.apply(ActionContext(other, DEPLOYMENT, spec, hooks, api=FakeCluster()))
+    assert third.message == "notified oncall, pager"
 
 
 def test_notify_undo_says_resolved_once(hook, hooks):
-    ctx = ActionContext(INCIDENT, DEPLOYMENT, {"type": "Notify", "channels": ["oncall"]}, hooks)
+    fake = FakeCluster()
+    ctx = ActionContext(
+        INCIDENT, DEPLOYMENT, {"type": "Notify", "channels": ["oncall"]}, hooks, api=fake
+    )
     assert NOTIFY.apply(ctx).state == "Applied"
     reverted = NOTIFY.revert(ctx, [])
     assert (reverted.state, reverted.message) == ("Reverted", "resolved sent to oncall")
@@ -684,8 +704,11 @@ def test_notify_undo_says_resolved_once(hook, hooks):
 
 
 def test_notify_dry_run_sends_nothing():
+    fake = FakeCluster()
     ctx = ActionContext(
-        INCIDENT, DEPLOYMENT, {"channels": ["oncall", "leadership"]}, POLICY, dry_run=True
-    )
+        INCIDENT, DEPLOYMENT, {"channels": ["oncall", "leadership"]}, POLICY, api=fake,
+        dry_run=True,
+    )  # fmt: skip
     outcome = NOTIFY.apply(ctx)
     assert (outcome.state, outcome.message) == ("DryRun", "would notify oncall, leadership")
+    assert fake.events == [] and fake.writes == []

@@ -300,7 +300,7 @@ NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 def test_names_are_readable_deterministic_and_distinct():
     key = Key("prod", "deployment/chat-llm", "HarmfulOutput")
     assert key.name == Key("prod", "deployment/chat-llm", "HarmfulOutput").name
-    assert re.fullmatch(r"chat-llm-harmfuloutput-[0-9a-f]{8}", key.name)
+    assert re.fullmatch(r"chat-llm-harmfuloutput-[0-9a-f]{16}", key.name)  # 64 bits
     assert key.name != Key("dev", "deployment/chat-llm", "HarmfulOutput").name
     assert Key(OPS, "unmapped/prod/", "Other").name.startswith("unmapped-prod-other-")
     assert mapping.nth_name(key.name, 1) == key.name

@@ -5,10 +5,9 @@ import copy
 import pytest
 
 from ai_incident_operator import ledger
-from ai_incident_operator.actions.base import ActionError
 from ai_incident_operator.actions.traffic import TrafficShift, unmitigated
 from ai_incident_operator.fieldpath import get
-from ai_incident_operator.traffic import KINDS, get_router
+from ai_incident_operator.traffic import KINDS, RouterError, get_router
 from ai_incident_operator.traffic.router import reweigh, split
 
 FALLBACK = {"service": "chat-fallback"}
@@ -152,7 +151,7 @@ def test_duplicate_or_awkward_names_fall_back_to_indexes():
 
 def test_virtualservice_without_http_routes_is_a_readable_error():
     for obj in (vs(), vs({"redirect": {"uri": "/x"}}), vs({"route": []})):
-        with pytest.raises(ActionError, match="VirtualService chat has no http route"):
+        with pytest.raises(RouterError, match="VirtualService chat has no http route"):
             get_router("VirtualService").shift(obj, FALLBACK, 100, FALLBACK_SVC)
 
 
@@ -191,7 +190,7 @@ def test_httproute_fallback_port_from_policy_or_the_fallbacks_only_port():
     new = router.shift(obj, FALLBACK, 100, FALLBACK_SVC)
     assert new["/spec/rules[0]/backendRefs"][1]["port"] == 8080
     two_ports = {"spec": {"ports": [{"port": 8080}, {"port": 8443}]}}
-    with pytest.raises(ActionError, match=r"set fallback\.port"):
+    with pytest.raises(RouterError, match=r"set fallback\.port"):
         router.shift(obj, FALLBACK, 100, two_ports)
 
 
@@ -230,7 +229,7 @@ def test_httproute_named_rules_and_rules_without_backends():
         "/spec/rules[name=api]/backendRefs"
     ]
     obj["spec"]["rules"] = obj["spec"]["rules"][:1]
-    with pytest.raises(ActionError, match="HTTPRoute chat has no rule with backendRefs"):
+    with pytest.raises(RouterError, match="HTTPRoute chat has no rule with backendRefs"):
         get_router("HTTPRoute").shift(obj, FALLBACK, 100, FALLBACK_SVC)
 
 
@@ -255,15 +254,15 @@ def test_service_cannot_split_or_shift_to_a_selectorless_fallback():
     obj = {"metadata": {"name": "chat"}, "spec": {"selector": {"app": "chat"}}}
     router = get_router("Service")
     assert not router.splits
-    with pytest.raises(ActionError, match="cannot split"):
+    with pytest.raises(RouterError, match="cannot split"):
         router.shift(obj, FALLBACK, 30, FALLBACK_SVC)
-    with pytest.raises(ActionError, match="has no selector"):
+    with pytest.raises(RouterError, match="has no selector"):
         router.shift(obj, FALLBACK, 100, {"spec": {"ports": [{"port": 80}]}})
 
 
 def test_get_router_names_the_supported_kinds():
     assert KINDS == ("Service", "VirtualService", "HTTPRoute")
-    with pytest.raises(ActionError, match="Service, VirtualService, HTTPRoute"):
+    with pytest.raises(RouterError, match="Service, VirtualService, HTTPRoute"):
         get_router("Ingress")
 
 

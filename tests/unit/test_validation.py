@@ -11,7 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ai_incident_operator import cli, kube, validation
+from ai_incident_operator import cli, validation
+from ai_incident_operator.access import ReadOnly
+from ai_incident_operator.errors import ReadOnlyRefused
+from ai_incident_operator.resources import Ref
+from fakecluster import FakeCluster
 
 from kit import REPO
 
@@ -195,15 +199,26 @@ def test_schemas_come_with_the_package_and_from_an_explicit_folder(tmp_path, mon
 
 
 def test_read_only_refuses_writes():
-    calls = []
-    real = kube._call
-    kube._call = lambda method, path, body=None, query=None: calls.append(method) or {}
-    try:
-        with validation.read_only():
-            kube._call("GET", "/api/v1/namespaces")
-            kube._call("PUT", "/apis/apps/v1/x", {}, [("dryRun", "All")])
-            with pytest.raises(validation.SimulationWrite, match="refused to PATCH"):
-                kube.patch(kube.Ref("Deployment", "ns", "d"), {})
-    finally:
-        kube._call = real
-    assert calls == ["GET", "PUT"]
+    """simulate's access: reads and server-side dry runs pass, writes never leave the process."""
+    fake = FakeCluster()
+    fake.add({"kind": "Deployment", "metadata": {"name": "d", "namespace": "ns"}, "spec": {}})
+    api = ReadOnly(fake)
+    ref = Ref("Deployment", "ns", "d")
+    assert api.read_only and api.get(ref)["metadata"]["name"] == "d"
+    assert [d["metadata"]["name"] for d in api.list("Deployment", "ns")] == ["d"]
+    assert api.dry_run_replace(ref, {"metadata": {"name": "d"}}) == {"metadata": {"name": "d"}}
+    with pytest.raises(ReadOnlyRefused, match="read-only: patch of Deployment/d not sent"):
+        api.patch(ref, {})
+    with pytest.raises(ReadOnlyRefused):
+        api.update(ref, lambda obj: obj.setdefault("spec", {}).update(replicas=0) or True)
+    for write in (
+        lambda: api.create("Deployment", "ns", {"metadata": {"name": "e"}}),
+        lambda: api.replace(ref, fake.obj("Deployment", "ns", "d")),
+        lambda: api.delete(ref),
+        lambda: api.patch_status(ref, {}),
+    ):
+        with pytest.raises(ReadOnlyRefused):
+            write()
+    api.event({"kind": "Deployment", "metadata": {"name": "d"}}, "Mitigated", "x")
+    assert api.events == [("Mitigated", "x")] and fake.events == []
+    assert fake.writes == [] and fake.obj("Deployment", "ns", "d")["spec"] == {}

@@ -24,10 +24,11 @@
   verbs: [get, patch]
 # Targets (by name or selector) and what ScaleToZero, ConservativeConfig and
 # GuardrailSidecar change (read-modify-write with the ledger: get, then update with the
-# resourceVersion read; GuardrailSidecar's server-side dry run is an update too).
+# resourceVersion read; GuardrailSidecar's server-side dry run is an update too). Watch:
+# only objects labelled aiincident.io/held (a label selector), to repair a reverted mitigation.
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, update]
+  verbs: [get, list, watch, update]
 # Evidence: what rolled out, what ran, what the pods say.
 - apiGroups: [apps]
   resources: [replicasets]
@@ -38,14 +39,16 @@
 - apiGroups: [batch]
   resources: [jobs, cronjobs]
   verbs: [get, list]
-# TrafficShift routers and fallbacks; GuardrailSidecar's service port.
+# TrafficShift routers and fallbacks; GuardrailSidecar's service port (list and watch:
+# only the held ones, by label selector, for repair).
 - apiGroups: [""]
   resources: [services]
-  verbs: [get, update]
-# ConservativeConfig's ConfigMap keys; the evidence and review ConfigMaps.
+  verbs: [get, list, watch, update]
+# ConservativeConfig's ConfigMap keys; the evidence and review ConfigMaps (list, watch:
+# the held ones, for repair).
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [get, create, update]
+  verbs: [get, list, watch, create, update]
 # Events on incidents and on every object changed (kopf's poster); evidence reads the
 # targets' recent Events (list).
 - apiGroups: [""]
@@ -55,17 +58,17 @@
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
   verbs: [get, list]
-# ScaleToZero pauses KEDA ScaledObjects at 0.
+# ScaleToZero pauses KEDA ScaledObjects at 0 (watch: the held ones, for repair).
 - apiGroups: [keda.sh]
   resources: [scaledobjects]
-  verbs: [get, list, update]
-# TrafficShift routers.
+  verbs: [get, list, watch, update]
+# TrafficShift routers (list, watch: the held ones, by label selector, for repair).
 - apiGroups: [networking.istio.io]
   resources: [virtualservices]
-  verbs: [get, update]
+  verbs: [get, list, watch, update]
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes]
-  verbs: [get, update]
+  verbs: [get, list, watch, update]
 # IncreaseMonitoring creates, brings up to date and deletes one rule per incident.
 - apiGroups: [monitoring.coreos.com]
   resources: [prometheusrules]

@@ -5,6 +5,9 @@ objects that exist (replicas, a selector, weights, env vars, a sidecar); they
 subclass `FieldAction` and only say which fields get which values (`changes`).
 `FieldAction` records the originals in each object's ledger in the same write,
 retries on conflicts, repairs a mitigation someone reverted, and undoes exactly.
+Actions reach the cluster only through `ctx.api` (an `access.Access`), so the same
+code runs for real, read-only for `simulate`, and on an in-memory fake in unit tests.
+Pure at import: no kopf, no kubernetes.
 """
 
 from __future__ import annotations
@@ -14,8 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .. import events, kube, ledger
-from ..kube import Ref
+from .. import ledger
+from ..access import Access
+from ..errors import APIError
+from ..fieldpath import get
+from ..resources import Ref
 
 log = logging.getLogger(__name__)
 REGISTRY: dict[str, Action] = {}
@@ -39,8 +45,16 @@ class ActionContext:
     policy: dict[str, Any]  # the policy's spec
     dry_run: bool = False
     key: str = ""  # the action's key as recorded when applied; the engine sets it
+    api: Access = None  # type: ignore[assignment]  # None: the real cluster
+    # "Kind/name" -> {path: encoded original}, as kept in the status entry: used when an
+    # object's ledger is gone while the incident still holds it (never the current value).
+    known_originals: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.api is None:
+            from .. import kube  # the real cluster, for callers that bring no Access
+
+            self.api = kube.cluster()
         if not self.key and self.spec.get("type") in REGISTRY:
             self.key = REGISTRY[self.spec["type"]].key(self.spec)
 
@@ -66,6 +80,12 @@ class Outcome:
     objects: list[str] = field(default_factory=list)  # "Kind/name", in the order changed
     changed: bool = False  # whether anything was written
     contested: list[str] = field(default_factory=list)  # objects found reverted and re-applied
+    # "Kind/name" -> {path: encoded original} of the fields this action holds there.
+    originals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    relost: list[str] = field(default_factory=list)  # objects whose ledger had been removed
+    # Seconds after which the action wants another look (what it changed has not yet
+    # taken hold, e.g. an HPA that has not reported yet); None: it has.
+    recheck: float | None = None
 
 
 @dataclass
@@ -103,6 +123,10 @@ class Action:
         """Problems with SPEC that the CRD schema cannot catch (pure)."""
         return []
 
+    def touches(self, ctx: ActionContext) -> list[Ref]:
+        """Every object this action may change for CTX's target (so undo can find them)."""
+        return []
+
     def apply(self, ctx: ActionContext) -> Outcome:
         raise NotImplementedError
 
@@ -117,6 +141,9 @@ class FieldAction(Action):
         """The fields to set, per object; raise ActionError or ActionSkipped when it cannot."""
         raise NotImplementedError
 
+    def touches(self, ctx: ActionContext) -> list[Ref]:
+        return [ctx.target_ref] if ctx.target.get("metadata", {}).get("name") else []
+
     def verify(self, ctx: ActionContext) -> str:
         """Extra words on how the change took hold (e.g. what the HPA reports); '' for none."""
         return ""
@@ -128,50 +155,96 @@ class FieldAction(Action):
             return Outcome("Skipped", str(err))
         except ActionError as err:
             return Outcome("Failed", str(err))
+        except APIError as err:
+            return Outcome("Failed", f"reading what to change: {err}")
         summary = "; ".join(f"{c.ref}: {c.summary}" for c in changes)
         objects = [str(c.ref) for c in changes]
         if ctx.dry_run:
             return Outcome("DryRun", f"would set {summary}", objects)
-        key = ctx.key
         outcome = Outcome("Applied", summary, objects)
         for change in changes:
-            reverted: list[str] = []
-
-            def mutate(obj: dict, change: Change = change, reverted: list[str] = reverted) -> bool:
-                reverted[:] = ledger.contested(obj, ctx.holder, key)
-                values = change.derive(obj) if change.derive else change.values
-                return ledger.hold(obj, ctx.holder, key, values)
-
-            current = ctx.target if change.ref == ctx.target_ref else None
-            obj, changed = kube.update(change.ref, mutate, current=current)
-            if obj is None:
-                return Outcome("Failed", f"{change.ref} not found", objects)
-            if reverted:
-                outcome.contested.append(str(change.ref))
-                message = (
-                    f"{ctx.holder}: {self.type} was reverted ({', '.join(reverted)}); re-applied"
-                )
-                events.record(obj, "MitigationContested", message, warning=True)
-                events.record(
-                    ctx.incident, "MitigationContested", f"{change.ref}: {message}", warning=True
-                )
-            elif changed:
-                events.record(obj, "Mitigated", f"{ctx.holder}: {self.type}: {change.summary}")
-            outcome.changed |= changed
+            try:
+                self._hold(ctx, change, outcome)
+            except ActionError as err:
+                outcome.state, outcome.message = "Failed", str(err)
+                return outcome
+            except APIError as err:
+                outcome.state = "Failed"
+                outcome.message = f"{change.ref}: {err}"
+                return outcome
+            if outcome.state == "Failed":
+                return outcome
         extra = self.verify(ctx)
         if extra:
             outcome.message += f" ({extra})"
         return outcome
 
+    def _hold(self, ctx: ActionContext, change: Change, outcome: Outcome) -> None:
+        """Write CHANGE with its ledger entry; note what was contested or lost on OUTCOME."""
+        key, name = ctx.key, str(change.ref)
+        reverted: list[str] = []
+        lost: list[bool] = [False]
+
+        def mutate(obj: dict) -> bool:
+            reverted[:] = ledger.contested(obj, ctx.holder, key)
+            known = ctx.known_originals.get(name)
+            lost[0] = bool(known) and ledger.holds(obj, ctx.holder, key) is None
+            values = change.derive(obj) if change.derive else change.values
+            return ledger.hold(obj, ctx.holder, key, values, known if lost[0] else None)
+
+        current = ctx.target if change.ref == ctx.target_ref else None
+        obj, changed = ctx.api.update(change.ref, mutate, current=current)
+        if obj is None:
+            outcome.state, outcome.message = "Failed", f"{change.ref} not found"
+            return
+        outcome.originals[name] = ledger.held_originals(obj, ctx.holder, key)
+        if lost[0]:
+            outcome.relost.append(name)
+            message = (
+                f"{ctx.holder}: the {ledger.ANNOTATION} annotation was removed while {self.type} "
+                "held fields here; the originals kept in the incident's status were restored "
+                "to it (the current values were not taken as the originals)"
+            )
+            ctx.api.event(obj, "LedgerRestored", message, warning=True)
+            ctx.api.event(ctx.incident, "LedgerRestored", f"{change.ref}: {message}", warning=True)
+        elif reverted:
+            outcome.contested.append(name)
+            message = f"{ctx.holder}: {self.type} was reverted ({', '.join(reverted)}); re-applied"
+            ctx.api.event(obj, "MitigationContested", message, warning=True)
+            ctx.api.event(
+                ctx.incident, "MitigationContested", f"{change.ref}: {message}", warning=True
+            )
+        elif changed:
+            ctx.api.event(obj, "Mitigated", f"{ctx.holder}: {self.type}: {change.summary}")
+        outcome.changed |= changed
+
     def revert(self, ctx: ActionContext, objects: list[str]) -> Outcome:
         key = ctx.key
         done: list[str] = []
         for name in reversed(objects):  # undo in the reverse order of apply
-            kind, _, obj_name = name.partition("/")
-            ref = Ref(kind, ctx.namespace, obj_name)
-            obj, changed = kube.update(ref, lambda o: ledger.release(o, ctx.holder, key))
+            ref = Ref.parse(ctx.namespace, name)
+            known = ctx.known_originals.get(name) or {}
+            restored: list[bool] = []
+
+            def mutate(obj: dict, known: dict = known, restored: list = restored) -> bool:
+                if known and ledger.holds(obj, ctx.holder, key) is None:
+                    # The ledger lost this holder (someone removed the annotation): take it
+                    # back with the originals the status kept, then let go as usual.
+                    current = {p: get(obj, p) for p in known}
+                    ledger.hold(obj, ctx.holder, key, current, known)
+                    restored.append(True)
+                return ledger.release(obj, ctx.holder, key)
+
+            obj, changed = ctx.api.update(ref, mutate)
+            if obj is not None and restored:
+                message = (
+                    f"{ctx.holder}: the {ledger.ANNOTATION} annotation no longer named "
+                    f"{self.type}; undone from the originals kept in the incident's status"
+                )
+                ctx.api.event(obj, "LedgerRestored", message, warning=True)
+                ctx.api.event(ctx.incident, "LedgerRestored", f"{ref}: {message}", warning=True)
             if obj is not None and changed:
-                events.record(obj, "MitigationReverted", f"{ctx.holder}: {self.type} undone")
+                ctx.api.event(obj, "MitigationReverted", f"{ctx.holder}: {self.type} undone")
                 done.append(name)
         return Outcome(
             "Reverted",

@@ -19,9 +19,9 @@ import json
 import re
 from typing import Any
 
-from .. import GROUP, kube, ledger
+from .. import GROUP, ledger
 from ..fieldpath import escape, get, join
-from ..kube import Ref
+from ..resources import Ref
 from .base import ActionContext, ActionError, Change, FieldAction
 
 ROLLOUT_ANNOTATION = f"{GROUP}/conservative-config"
@@ -137,7 +137,13 @@ class ConservativeConfig(FieldAction):
                 ]
         return problems
 
+    def touches(self, ctx: ActionContext) -> list[Ref]:
+        cm = (ctx.spec.get("configMap") or {}).get("name")
+        return ([Ref("ConfigMap", ctx.namespace, cm)] if cm else []) + super().touches(ctx)
+
     def changes(self, ctx: ActionContext) -> list[Change]:
         cm_spec = ctx.spec.get("configMap")
-        configmap = kube.get(Ref("ConfigMap", ctx.namespace, cm_spec["name"])) if cm_spec else None
+        configmap = (
+            ctx.api.get(Ref("ConfigMap", ctx.namespace, cm_spec["name"])) if cm_spec else None
+        )
         return plan(ctx.namespace, ctx.target, ctx.spec, configmap)

@@ -13,15 +13,14 @@ the Service and asks the apiserver how it stores the container (see `as_stored`)
 from __future__ import annotations
 
 import copy
-import json
 import re
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
-from .. import kube, ledger
+from .. import ledger
+from ..access import Access
+from ..errors import APIError, Invalid
 from ..fieldpath import ABSENT, get, put
-from ..kube import Ref
+from ..resources import Ref
 from .base import ActionContext, ActionError, Change, FieldAction
 
 CONTAINERS = "/spec/template/spec/containers"
@@ -79,6 +78,7 @@ def plan(
     spec: dict[str, Any],
     service: dict[str, Any] | None = None,
     container: dict[str, Any] | None = None,
+    held: set[str] | frozenset[str] = frozenset(),
 ) -> list[Change]:
     """The Changes for SPEC on DEPLOYMENT (and SERVICE when spec.servicePort is given).
 
@@ -91,7 +91,7 @@ def plan(
     path = container_path(name)
     # A container of that name that no mitigation put there belongs to the workload:
     # replacing it (say, the model itself) would be an outage, not a guardrail.
-    if get(deployment, path) is not ABSENT and path not in _held_paths(deployment):
+    if get(deployment, path) is not ABSENT and path not in _held_paths(deployment) | held:
         raise ActionError(
             f"Deployment {dep_name} already has a container named {name}; "
             "give the guardrail a name of its own"
@@ -126,7 +126,7 @@ def _held_paths(obj: dict[str, Any]) -> set[str]:
 
 
 def as_stored(
-    namespace: str, deployment: dict[str, Any], container: dict[str, Any]
+    api: Access, namespace: str, deployment: dict[str, Any], container: dict[str, Any]
 ) -> dict[str, Any]:
     """CONTAINER as the apiserver would store it in DEPLOYMENT (a server-side dry run).
 
@@ -141,26 +141,15 @@ def as_stored(
     put(body, path, container)
     ref = Ref("Deployment", namespace, deployment["metadata"]["name"])
     try:
-        # kube has no public dry-run call; _call is its one REST path for every kind.
-        result = kube._call(
-            "PUT",
-            kube.KINDS["Deployment"].path(ref.namespace, ref.name),
-            body,
-            query=[("dryRun", "All")],
-        )
-    except ApiException as err:
+        result = api.dry_run_replace(ref, body)
+    except Invalid as err:
         raise ActionError(
-            f"the apiserver rejects sidecar {container['name']}: {_reason(err)}"
+            f"the apiserver rejects sidecar {container['name']}: {err.message}"
         ) from None
+    except APIError as err:
+        raise ActionError(f"sidecar {container['name']} could not be checked: {err}") from None
     stored = get(result, path)
     return stored if isinstance(stored, dict) else container
-
-
-def _reason(err: ApiException) -> str:
-    try:
-        return json.loads(err.body)["message"]
-    except (TypeError, ValueError, KeyError):
-        return f"{err.status} {err.reason}"
 
 
 class GuardrailSidecar(FieldAction):
@@ -203,13 +192,21 @@ class GuardrailSidecar(FieldAction):
                 )
         return problems
 
+    def touches(self, ctx: ActionContext) -> list[Ref]:
+        port = ctx.spec.get("servicePort") or {}
+        service = [Ref("Service", ctx.namespace, port["service"])] if port.get("service") else []
+        return super().touches(ctx) + service
+
     def changes(self, ctx: ActionContext) -> list[Change]:
         port_spec = ctx.spec.get("servicePort")
         service = (
-            kube.get(Ref("Service", ctx.namespace, port_spec["service"])) if port_spec else None
+            ctx.api.get(Ref("Service", ctx.namespace, port_spec["service"])) if port_spec else None
         )
-        changes = plan(ctx.namespace, ctx.target, ctx.spec, service)
+        # Paths the status says this incident holds count as ours even if the ledger is gone.
+        held = set(ctx.known_originals.get(str(ctx.target_ref)) or {})
+        changes = plan(ctx.namespace, ctx.target, ctx.spec, service, held=held)
         if not ctx.dry_run:
             path = container_path(ctx.spec["container"]["name"])
-            changes[0].values = {path: as_stored(ctx.namespace, ctx.target, ctx.spec["container"])}
+            stored = as_stored(ctx.api, ctx.namespace, ctx.target, ctx.spec["container"])
+            changes[0].values = {path: stored}
         return changes

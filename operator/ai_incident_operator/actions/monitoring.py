@@ -15,10 +15,8 @@ import json
 import re
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
-from .. import events, kube
-from ..kube import Ref
+from ..errors import APIError, Conflict
+from ..resources import KINDS, Ref, owner_reference
 from .base import Action, ActionContext, Outcome
 
 KIND = "PrometheusRule"
@@ -57,7 +55,7 @@ def prometheus_rule(incident: dict[str, Any], spec: dict[str, Any]) -> dict[str,
         }
         rules.append(rule)
     body: dict[str, Any] = {
-        "apiVersion": kube.KINDS[KIND].api_version,
+        "apiVersion": KINDS[KIND].api_version,
         "kind": KIND,
         "metadata": {
             "name": rule_name(incident),
@@ -67,7 +65,7 @@ def prometheus_rule(incident: dict[str, Any], spec: dict[str, Any]) -> dict[str,
         "spec": {"groups": [{"name": f"aiincident-{name}", "rules": rules}]},
     }
     if meta.get("uid"):
-        body["metadata"]["ownerReferences"] = [kube.owner_reference(incident)]
+        body["metadata"]["ownerReferences"] = [owner_reference(incident)]
     return body
 
 
@@ -80,13 +78,6 @@ def _adopt(current: dict[str, Any], desired: dict[str, Any]) -> bool:
         meta["ownerReferences"] = desired["metadata"]["ownerReferences"]
     current["spec"] = desired["spec"]
     return json.dumps(current, sort_keys=True) != before
-
-
-def _reason(err: ApiException) -> str:
-    try:
-        return json.loads(err.body)["message"]
-    except (TypeError, ValueError, KeyError):
-        return f"{err.status} {err.reason}"
 
 
 def _ours(obj: dict[str, Any], incident: str) -> bool:
@@ -129,10 +120,10 @@ class IncreaseMonitoring(Action):
         name = desired["metadata"]["name"]
         ref = Ref(KIND, ctx.namespace, name)
         objects = [str(ref)]
-        if not kube.kind_installed(KIND):
+        if not ctx.api.kind_installed(KIND):
             return Outcome(
                 "Skipped",
-                f"{KIND} CRD ({kube.KINDS[KIND].api_version}) is not installed; "
+                f"{KIND} CRD ({KINDS[KIND].api_version}) is not installed; "
                 "install the Prometheus Operator to get the extra alerts",
             )
         alerts = ", ".join(r["alert"] for r in desired["spec"]["groups"][0]["rules"])
@@ -140,10 +131,8 @@ class IncreaseMonitoring(Action):
             return Outcome("DryRun", f"would create {KIND} {name} with alerts {alerts}", objects)
         try:
             verb = self._write(ctx, ref, desired)
-        except ApiException as err:
-            if err.status not in (400, 403, 422):
-                raise  # the apiserver is away or busy: worth another try later
-            return Outcome("Failed", f"{KIND} {name}: {_reason(err)}", [])
+        except APIError as err:  # retried by the engine, with backoff
+            return Outcome("Failed", f"{KIND} {name}: {err}", [])
         if verb == "foreign":
             return Outcome(
                 "Failed",
@@ -153,19 +142,18 @@ class IncreaseMonitoring(Action):
         if not verb:
             return Outcome("Applied", f"{KIND} {name} in place with alerts {alerts}", objects)
         message = f"{KIND} {name} {verb} with alerts {alerts}"
-        events.record(ctx.incident, "MonitoringIncreased", message)
+        ctx.api.event(ctx.incident, "MonitoringIncreased", message)
         return Outcome("Applied", message, objects, changed=True)
 
     def _write(self, ctx: ActionContext, ref: Ref, desired: dict[str, Any]) -> str:
         """Create or bring the rule up to date: "created", "updated", "" (no write), "foreign"."""
         incident = ctx.incident["metadata"]["name"]
-        if kube.get(ref) is None:
+        if ctx.api.get(ref) is None:
             try:
-                kube.create(KIND, ctx.namespace, desired)
+                ctx.api.create(KIND, ctx.namespace, desired)
                 return "created"
-            except ApiException as err:
-                if err.status != 409:  # 409: created meanwhile, so update it below
-                    raise
+            except Conflict:  # created meanwhile, so update it below
+                pass
         foreign: list[bool] = []
 
         def mutate(obj: dict[str, Any]) -> bool:
@@ -175,9 +163,9 @@ class IncreaseMonitoring(Action):
                 return False
             return _adopt(obj, desired)
 
-        obj, changed = kube.update(ref, mutate)
-        if obj is None:  # deleted meanwhile; a second race raises 409 for a later retry
-            kube.create(KIND, ctx.namespace, desired)
+        obj, changed = ctx.api.update(ref, mutate)
+        if obj is None:  # deleted meanwhile; a second race raises Conflict for a later retry
+            ctx.api.create(KIND, ctx.namespace, desired)
             return "created"
         return "foreign" if foreign else "updated" if changed else ""
 
@@ -190,18 +178,18 @@ class IncreaseMonitoring(Action):
         deleted, gone, foreign = [], [], []
         for name in names:
             ref = Ref(KIND, ctx.namespace, name)
-            obj = kube.get(ref)
-            # kube.get answers None when the CRD itself is gone, too: nothing to undo then.
+            obj = ctx.api.get(ref)
+            # get answers None when the CRD itself is gone, too: nothing to undo then.
             if obj is None:
                 gone.append(name)
             elif not _ours(obj, incident):
                 foreign.append(name)
-            elif kube.delete(ref):
+            elif ctx.api.delete(ref):
                 deleted.append(name)
             else:
                 gone.append(name)
         if deleted:
-            events.record(
+            ctx.api.event(
                 ctx.incident, "MonitoringReverted", f"{KIND} {', '.join(deleted)} deleted"
             )
         parts = [f"deleted {KIND} {', '.join(deleted)}"] if deleted else []

@@ -28,10 +28,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
-from .. import __version__, events, kube
-from ..kube import Ref
+from .. import __version__
+from ..access import Access
+from ..errors import APIError
+from ..resources import Ref, operator_namespace
 from .base import Action, ActionContext, Outcome
 
 TIMEOUT = 5.0  # seconds per request
@@ -169,7 +169,7 @@ def post(
     raise NotifyError(f"{reason} (after {tries} tries)")
 
 
-def channel_url(channel: dict[str, Any]) -> str:
+def channel_url(api: Access, channel: dict[str, Any]) -> str:
     """The webhook URL: webhook.url, else the Secret urlSecretRef in the operator's namespace."""
     webhook = channel.get("webhook") or {}
     if webhook.get("url"):
@@ -177,11 +177,11 @@ def channel_url(channel: dict[str, Any]) -> str:
     ref = webhook.get("urlSecretRef")
     if not ref:
         raise NotifyError("no webhook.url or webhook.urlSecretRef")
-    namespace = kube.operator_namespace()
+    namespace = operator_namespace()
     where = f"Secret {namespace}/{ref['name']}"
     try:
-        secret = kube.get(Ref("Secret", namespace, ref["name"]))
-    except ApiException as err:
+        secret = api.get(Ref("Secret", namespace, ref["name"]))
+    except APIError as err:
         raise NotifyError(f"cannot read {where}: {err.status} {err.reason}") from None
     if secret is None:
         raise NotifyError(f"{where} not found")
@@ -212,6 +212,7 @@ def _remembered(key: tuple[str, str, str]) -> bool:
 
 
 def deliver(
+    api: Access,
     names: list[str],
     policy: dict[str, Any],
     body_for: Callable[[dict[str, Any]], dict[str, Any]],
@@ -232,7 +233,7 @@ def deliver(
         try:
             if channel is None:
                 raise NotifyError("not defined in the policy's notifications.channels")
-            post(channel_url(channel), body_for(channel), **post_args)
+            post(channel_url(api, channel), body_for(channel), **post_args)
             if key:
                 with _sent_lock:
                     _sent[key] = time.monotonic()
@@ -296,6 +297,7 @@ class Notify(Action):
         # On undo the engine passes a stand-in target; the incident's status names the real ones.
         target = None if resolved else ctx.target
         return deliver(
+            ctx.api,
             list(ctx.spec.get("channels") or []),
             ctx.policy,
             lambda channel: payload(
@@ -311,7 +313,7 @@ class Notify(Action):
         deliveries = self._send(ctx, resolved=False)
         message = report(deliveries, "notified")
         failed = any(not d.ok for d in deliveries) or not deliveries
-        events.record(
+        ctx.api.event(
             ctx.incident, "NotifyFailed" if failed else "Notified", message, warning=failed
         )
         return Outcome(
@@ -327,7 +329,7 @@ class Notify(Action):
         deliveries = self._send(ctx, resolved=True)
         message = report(deliveries, "resolved sent to")
         failed = any(not d.ok for d in deliveries)
-        events.record(
+        ctx.api.event(
             ctx.incident, "NotifyFailed" if failed else "Notified", message, warning=failed
         )
         # A lost "resolved" message must not hold the incident open: the undo still counts.

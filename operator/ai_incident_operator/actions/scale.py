@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import kube, ledger
+from .. import ledger
+from ..access import Access
 from ..fieldpath import ABSENT, escape, get, join
-from ..kube import Ref
-from .base import ActionContext, Change, FieldAction
+from ..resources import Ref
+from .base import ActionContext, Change, FieldAction, Outcome
 
 KEDA_PAUSE = "autoscaling.keda.sh/paused-replicas"
 REPLICAS = "/spec/replicas"
+HPA_RECHECK = 5.0  # seconds between looks at an HPA that has not reported stopping yet
 
 
 def _scales(obj: dict[str, Any], deployment: str) -> bool:
@@ -25,17 +27,17 @@ def _scales(obj: dict[str, Any], deployment: str) -> bool:
     return ref.get("name") == deployment and ref.get("kind", "Deployment") == "Deployment"
 
 
-def scaled_objects(namespace: str, deployment: str) -> list[dict]:
-    if not kube.kind_installed("ScaledObject"):
+def scaled_objects(api: Access, namespace: str, deployment: str) -> list[dict]:
+    if not api.kind_installed("ScaledObject"):
         return []
-    return [o for o in kube.list_objects("ScaledObject", namespace) if _scales(o, deployment)]
+    return [o for o in api.list("ScaledObject", namespace) if _scales(o, deployment)]
 
 
-def hpas(namespace: str, deployment: str) -> list[dict]:
+def hpas(api: Access, namespace: str, deployment: str) -> list[dict]:
     """HPAs on the Deployment, read with their conditions (autoscaling/v2, else v2beta2 on < 1.23)."""
     for kind in ("HorizontalPodAutoscaler/v2", "HorizontalPodAutoscaler/v2beta2"):
-        if kube.kind_installed(kind):
-            return [o for o in kube.list_objects(kind, namespace) if _scales(o, deployment)]
+        if api.kind_installed(kind):
+            return [o for o in api.list(kind, namespace) if _scales(o, deployment)]
     return []
 
 
@@ -59,14 +61,35 @@ class ScaleToZero(FieldAction):
                 {pause: "0"},
                 "paused at 0",
             )
-            for so in scaled_objects(ctx.namespace, name)
+            for so in scaled_objects(ctx.api, ctx.namespace, name)
         ]
         # Once held, the count to report is the original, not the 0 now in force.
-        replicas = ledger.originals(ctx.target).get(REPLICAS, get(ctx.target, REPLICAS))
+        known = ctx.known_originals.get(str(ctx.target_ref)) or {}
+        original = (
+            ledger.decode(known[REPLICAS]) if REPLICAS in known else get(ctx.target, REPLICAS)
+        )
+        replicas = ledger.originals(ctx.target).get(REPLICAS, original)
         before = 1 if replicas is ABSENT else replicas
         result.append(Change(ctx.target_ref, {REPLICAS: 0}, f"replicas {before} -> 0"))
         return result
 
+    def touches(self, ctx: ActionContext) -> list[Ref]:
+        name = ctx.target.get("metadata", {}).get("name")
+        if not name:
+            return []
+        paused = scaled_objects(ctx.api, ctx.namespace, name)
+        return [Ref("ScaledObject", ctx.namespace, so["metadata"]["name"]) for so in paused] + [
+            ctx.target_ref
+        ]
+
     def verify(self, ctx: ActionContext) -> str:
-        found = hpas(ctx.namespace, ctx.target["metadata"]["name"])
+        found = hpas(ctx.api, ctx.namespace, ctx.target["metadata"]["name"])
         return "; ".join(f"HPA {h['metadata']['name']}: {hpa_state(h)}" for h in found)
+
+    def apply(self, ctx: ActionContext) -> Outcome:
+        outcome = super().apply(ctx)
+        # An HPA reports ScalingDisabled only after its next sync: look again until it does.
+        waiting = "HPA " in outcome.message and "ScalingDisabled" not in outcome.message
+        if outcome.state == "Applied" and waiting:
+            outcome.recheck = HPA_RECHECK
+        return outcome

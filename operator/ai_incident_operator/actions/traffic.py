@@ -18,10 +18,11 @@ import contextlib
 import copy
 from typing import Any
 
-from .. import kube, ledger
+from .. import ledger
 from ..fieldpath import PathError, put
-from ..kube import Ref
-from ..traffic import KINDS, Router, get_router
+from ..resources import KINDS as RESOURCE_KINDS
+from ..resources import Ref
+from ..traffic import KINDS, Router, RouterError, get_router
 from .base import ActionContext, ActionError, Change, FieldAction
 
 DEFAULT_WEIGHT = 100
@@ -43,10 +44,10 @@ def _weight(spec: dict[str, Any]) -> int:
 def unmitigated(obj: dict[str, Any]) -> dict[str, Any]:
     """A copy of OBJ as it was before any mitigation: the ledger's originals put back."""
     base = copy.deepcopy(obj)
-    for path, value in ledger.read(obj)["originals"].items():
+    for path, value in ledger.originals(obj).items():
         # PathError: the list it was in has since shrunk; the current value is the best guess.
         with contextlib.suppress(PathError):
-            put(base, path, ledger._decode(value))  # no public reader of originals yet
+            put(base, path, value)
     return base
 
 
@@ -92,15 +93,22 @@ class TrafficShift(FieldAction):
             )
         return problems
 
+    def touches(self, ctx: ActionContext) -> list[Ref]:
+        kind, name = _router_spec(ctx.spec)
+        return [Ref(kind, ctx.namespace, name)] if kind in RESOURCE_KINDS and name else []
+
     def _read(self, ctx: ActionContext) -> tuple[Router, dict, dict]:
         """The router, the router object and the fallback Service; ActionError if one is missing."""
         kind, name = _router_spec(ctx.spec)
-        router = get_router(kind)
+        try:
+            router = get_router(kind)
+        except RouterError as err:
+            raise ActionError(str(err)) from None
         fallback = _fallback_spec(ctx.spec)
-        obj = kube.get(Ref(kind, ctx.namespace, name))
+        obj = ctx.api.get(Ref(kind, ctx.namespace, name))
         if obj is None:
-            if kind != "Service" and not kube.kind_installed(kind):
-                k = kube.KINDS[kind]
+            if kind != "Service" and not ctx.api.kind_installed(kind):
+                k = RESOURCE_KINDS[kind]
                 raise ActionError(
                     f"{kind} {name} cannot be read: this cluster does not serve "
                     f"{k.plural}.{k.group}/{k.version}; install its CRDs, or name another "
@@ -110,7 +118,7 @@ class TrafficShift(FieldAction):
                 f"router {kind} {name} not found in namespace {ctx.namespace}: create it, or "
                 "point the policy's router at the object that routes traffic to the model"
             )
-        service = kube.get(Ref("Service", ctx.namespace, fallback.get("service", "")))
+        service = ctx.api.get(Ref("Service", ctx.namespace, fallback.get("service", "")))
         if service is None:
             raise ActionError(
                 f"fallback Service {fallback.get('service')} not found in namespace "
@@ -132,9 +140,15 @@ class TrafficShift(FieldAction):
         weight = _weight(ctx.spec)
 
         def derive(current: dict) -> dict:
-            return router.shift(unmitigated(current), fallback, weight, service)
+            try:
+                return router.shift(unmitigated(current), fallback, weight, service)
+            except RouterError as err:
+                raise ActionError(str(err)) from None
 
-        _, before = router.weights(obj, fallback, service)
+        try:
+            _, before = router.weights(unmitigated(obj), fallback, service)
+        except RouterError as err:
+            raise ActionError(str(err)) from None
         summary = f"{weight}% to {fallback['service']} (was {before}%)"
         return [Change(Ref(kind, ctx.namespace, name), derive(obj), summary, derive)]
 
@@ -143,5 +157,8 @@ class TrafficShift(FieldAction):
             router, obj, service = self._read(ctx)
         except ActionError:
             return ""  # gone since apply; the next reconcile says so
-        primary, to_fallback = router.weights(obj, _fallback_spec(ctx.spec), service)
+        try:
+            primary, to_fallback = router.weights(obj, _fallback_spec(ctx.spec), service)
+        except RouterError:
+            return ""
         return f"now {to_fallback}% to {_fallback_spec(ctx.spec)['service']}, {primary}% primary"

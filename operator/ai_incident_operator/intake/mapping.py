@@ -1,19 +1,25 @@
 """Alertmanager webhook payloads to incident groups (pure: no I/O; `intake.store` writes).
 
 `parse` checks a decoded JSON body against Alertmanager's webhook shape (version 4;
-other versions when their shape fits) and raises `PayloadError` naming every bad
-field. `group` maps each alert to one open incident per (namespace, target, category)
-as API.md says: the labels `namespace` plus `deployment`, `workload` or `model`
-(the Deployments labelled `aiincident.io/model=<model>`), the category from
-`ai_incident_category`, else Other. Alerts from the rules of an IncreaseMonitoring
-action carry `aiincident_incident` and go back to that incident while it is open.
-An alert that cannot be mapped goes to the operator's namespace, with the reason.
+other versions when their shape fits). A bad alert is left out and reported
+(`Payload.invalid`), the others are taken; `PayloadError` (naming every bad field)
+only when the payload itself is wrong or none of its alerts is good. `group` maps
+each alert to one open incident per (namespace, target, category) as API.md says:
+the labels `namespace` plus `deployment`, `workload` or `model` (the Deployments
+labelled `aiincident.io/model=<model>`), the category from `ai_incident_category`,
+else Other. Alerts from the rules of an IncreaseMonitoring action carry
+`aiincident_incident` and go back to that incident while it is open, if the intake
+opened it. An alert that cannot be mapped, or that names a workload in a protected
+namespace (the operator's own, kube-system and the like), goes to the operator's
+namespace with the reason, as an incident with no target: it can change nothing.
 
-Incident names are deterministic (a readable prefix plus a hash of the key), so
-resends, repeats and two operator replicas fold into one incident; `nth_name` gives
-the next name once an incident of the key is resolved. `merge_alerts` folds alerts
-into `spec.alerts` keyed by fingerprint and changes nothing on a redelivery.
-Called by `intake.server` and `intake.store`.
+Incident names are deterministic (a readable prefix plus a 64-bit hash of the key),
+so resends, repeats and two operator replicas fold into one incident; `nth_name`
+gives the next name once an incident of the key is resolved, or when a name is
+taken by an incident that does not hold the key (`mismatch`: made by someone else,
+or a hash collision). `merge_alerts` folds alerts into `spec.alerts` keyed by
+fingerprint and changes nothing on a redelivery. Called by `intake.server` and
+`intake.store`.
 """
 
 from __future__ import annotations
@@ -21,11 +27,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from .. import API_VERSION
+from ..policy import BUILTIN_PROTECTED_NAMESPACES
 
 # The CRD's enum for spec.category, in its order.
 CATEGORIES = (
@@ -45,6 +53,9 @@ MODEL_LABEL = "aiincident.io/model"
 SOURCE_LABEL = "aiincident.io/source"
 KEY_ANNOTATION = "aiincident.io/intake-key"
 UNMAPPED_ANNOTATION = "aiincident.io/unmapped"
+# On an incident filed under another name than its key's first free one: which names were
+# taken by incidents that do not hold the key, and why.
+DISPLACED_ANNOTATION = "aiincident.io/intake-displaced"
 MAX_BODY = 1 << 20  # bytes; larger bodies get 413
 # An incident's spec must stay far below the 256 KiB that all of an object's annotations
 # may take: kopf keeps a copy of the spec in one, as ASCII-escaped JSON. So: at most
@@ -55,10 +66,11 @@ ALERTS_BUDGET = 64 * 1024
 ANNOTATION_LIMIT = 1024  # characters of one annotation value
 URL_LIMIT = 4096  # characters of generatorURL
 LABELS_LIMIT = 4 * 1024  # bytes of one alert's labels, as JSON
-MAX_PROBLEMS = 20  # per 422 answer
+MAX_PROBLEMS = 20  # per answer
 TITLE_LIMIT = 512  # the CRD's maxLength for spec.title
-HASH_LENGTH = 8
-SLUG_LENGTH = 40  # 40 + '-' + 8 + '-NN' leaves room for '-monitoring' in a 63-char name
+HASH_LENGTH = 16  # hex digits: 64 bits, no collision by trying
+# 28 + '-' + 16 + '-NNNN' (MAX_CHAIN) leaves room for '-monitoring' in a 63-char name.
+SLUG_LENGTH = 28
 
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -82,12 +94,30 @@ class Problem:
         return {"field": self.field, "problem": self.problem}
 
 
-class PayloadError(ValueError):
-    """The body is JSON but not an Alertmanager webhook payload (HTTP 422)."""
+@dataclass(frozen=True)
+class InvalidAlert:
+    """An alert of a payload that is left out: its index and what is wrong with it."""
 
-    def __init__(self, problems: list[Problem]) -> None:
+    index: int
+    problems: tuple[Problem, ...]
+
+    @property
+    def field(self) -> str:
+        """The alert's field found wrong first (`labels`, `status`, ...; `alert` for the
+        whole): a bounded set, for the metric."""
+        where = self.problems[0].field if self.problems else ""
+        rest = where.partition("]")[2].lstrip(".")
+        return rest.split(".", 1)[0] or "alert"
+
+
+class PayloadError(ValueError):
+    """The body is JSON but not an Alertmanager webhook payload, or none of its alerts is
+    good (HTTP 422)."""
+
+    def __init__(self, problems: list[Problem], invalid: list[InvalidAlert] | None = None) -> None:
         super().__init__("; ".join(f"{p.field}: {p.problem}" for p in problems))
         self.problems = problems
+        self.invalid = invalid or []
 
 
 @dataclass
@@ -145,6 +175,11 @@ class Payload:
     external_url: str = ""
     group_key: str = ""
     truncated_alerts: int = 0
+    invalid: list[InvalidAlert] = field(default_factory=list)  # left out, with the reasons
+
+    def problems(self) -> list[Problem]:
+        """What is wrong with the alerts left out, at most MAX_PROBLEMS of it."""
+        return [p for bad in self.invalid for p in bad.problems][:MAX_PROBLEMS]
 
 
 def fingerprint(labels: dict[str, str]) -> str:
@@ -240,7 +275,9 @@ class _Checker:
 
 
 def parse(data: Any) -> Payload:
-    """A checked Payload from decoded JSON, or PayloadError naming each bad field."""
+    """A checked Payload from decoded JSON, its bad alerts left out and listed in `invalid`;
+    PayloadError naming each bad field when the payload itself is wrong or no alert is good
+    (one bad alert must not cost the others: Alertmanager does not send a 4xx again)."""
     check = _Checker()
     if not isinstance(data, dict):
         raise PayloadError(
@@ -265,17 +302,22 @@ def parse(data: Any) -> Payload:
         truncated = 0
     raw_alerts = data.get("alerts")
     alerts: list[Alert] = []
+    invalid: list[InvalidAlert] = []
     if raw_alerts is None:
         check.add("alerts", "is required: the list of alerts")
     elif not isinstance(raw_alerts, list):
         check.add("alerts", f"must be a list of alerts, got {_kind(raw_alerts)}")
     else:
         for i, raw in enumerate(raw_alerts):
-            alert = _alert(check, raw, f"alerts[{i}]")
+            own = _Checker()  # each alert's problems apart: a bad one is left out alone
+            alert = _alert(own, raw, f"alerts[{i}]")
             if alert is not None:
                 alerts.append(alert)
-    if check.problems:
-        raise PayloadError(check.problems)
+            else:
+                invalid.append(InvalidAlert(i, tuple(own.problems)))
+    if check.problems or (invalid and not alerts):
+        every = [*check.problems, *(p for bad in invalid for p in bad.problems)]
+        raise PayloadError(every[:MAX_PROBLEMS], invalid)
     return Payload(
         alerts=alerts,
         version=version or "",
@@ -283,6 +325,7 @@ def parse(data: Any) -> Payload:
         external_url=external_url,
         group_key=group_key,
         truncated_alerts=truncated,
+        invalid=invalid,
     )
 
 
@@ -370,6 +413,78 @@ class Key:
             rest = "unmapped-" + (label.partition("=")[2] or ns)
         return f"{slug(f'{rest}-{self.category.lower()}')}-{self.digest}"
 
+    @property
+    def annotation(self) -> str:
+        """The key as the intake writes it on its incidents (KEY_ANNOTATION)."""
+        return f"{self.namespace}/{self.target}/{self.category}"
+
+    def spec_target(self) -> dict[str, Any]:
+        """The `spec.target` of an incident of this key ({} when unmapped: no target)."""
+        kind, _, value = self.target.partition("/")
+        if kind == "deployment":
+            return {"kind": "Deployment", "name": value}
+        if kind == "model":
+            return {"kind": "Deployment", "selector": {"matchLabels": {MODEL_LABEL: value}}}
+        return {}
+
+
+def parse_key(text: str) -> Key | None:
+    """The Key a KEY_ANNOTATION value names, or None if it names none."""
+    namespace, _, rest = text.partition("/")
+    target, _, category = rest.rpartition("/")
+    if not _NAMESPACE.fullmatch(namespace) or category not in CATEGORIES:
+        return None
+    if target.partition("/")[0] not in ("deployment", "model", "unmapped"):
+        return None
+    return Key(namespace, target, category)
+
+
+def mismatch(incident: dict[str, Any], key: Key) -> str | None:
+    """Why INCIDENT is not the intake's incident of KEY (None when it is): alerts fold only
+    into incidents whose KEY_ANNOTATION is the key in full and whose category and target are
+    the key's. The name alone proves nothing: anyone may create an incident under the name
+    the intake would use, and two keys may share a name's readable prefix and hash."""
+    meta = incident.get("metadata") or {}
+    name = meta.get("name", "?")
+    held = (meta.get("annotations") or {}).get(KEY_ANNOTATION)
+    if held is None:
+        return f"AIIncident {name} was not opened by the intake (no {KEY_ANNOTATION} annotation)"
+    if held != key.annotation:
+        return (
+            f"AIIncident {name} holds another alert group ({KEY_ANNOTATION} {held[:200]!r}, "
+            f"not {key.annotation[:200]!r})"
+        )
+    spec = incident.get("spec") or {}
+    if spec.get("category") != key.category:
+        return (
+            f"AIIncident {name} has category {str(spec.get('category'))[:40]!r}, not {key.category}"
+        )
+    target = spec.get("target") or {}
+    if (
+        not isinstance(target, dict)
+        or ({"kind": "Deployment", **target} if target else {}) != key.spec_target()
+    ):
+        return f"AIIncident {name} has another target ({json.dumps(target, sort_keys=True)[:200]})"
+    return None
+
+
+def opened_by_intake(incident: dict[str, Any]) -> str | None:
+    """Why alerts that name INCIDENT (the label aiincident_incident) may not go into it
+    (None when they may): only incidents the intake opened take them, never one created
+    by hand or by other means; an alert must not resolve or change those."""
+    meta = incident.get("metadata") or {}
+    held = (meta.get("annotations") or {}).get(KEY_ANNOTATION)
+    key = parse_key(held) if held is not None else None
+    if key is None or key.namespace != meta.get("namespace"):
+        return (
+            f"AIIncident {meta.get('namespace')}/{meta.get('name')}, named by the label "
+            f"{INCIDENT_LABEL}, was not opened by the intake: alerts never change it"
+        )
+    why = mismatch(incident, key)
+    if why:
+        return f"{why}: alerts never change it"
+    return None
+
 
 def slug(text: str, limit: int = SLUG_LENGTH) -> str:
     """TEXT as the start of an object name: lower case, [a-z0-9-], at most LIMIT characters."""
@@ -400,6 +515,7 @@ class Group:
     target: dict[str, Any]  # spec.target of a new incident ({} when unmapped)
     alerts: list[Alert] = field(default_factory=list)
     unmapped: str | None = None  # why the alerts could not be mapped, in words
+    protected: bool = False  # unmapped because their namespace is protected
     # The incident the alerts name, (namespace, name): IncreaseMonitoring's rules label
     # their alerts so; they go there while it is open, else by `key`.
     incident: tuple[str, str] | None = None
@@ -423,8 +539,28 @@ def _label_problem(label: str, value: str) -> str | None:
     return None if ok else f"label {label}={value[:80]!r} is not {what}"
 
 
-def locate(alert: Alert, operator_namespace: str) -> tuple[Key, dict[str, Any], str | None]:
-    """(key, spec.target, why unmapped or None) for ALERT, from its labels alone."""
+def protected_reason(
+    namespace: str, operator_namespace: str, protected: Collection[str]
+) -> str | None:
+    """Why alerts may not open incidents against workloads of NAMESPACE, or None."""
+    if namespace == operator_namespace:
+        return (
+            f"namespace {namespace} is the operator's own namespace: alerts never open "
+            "incidents against its workloads (the operator must not act on itself)"
+        )
+    if namespace in BUILTIN_PROTECTED_NAMESPACES or namespace in protected:
+        return (
+            f"namespace {namespace} is protected (kube-system, kube-public, kube-node-lease, "
+            "AIINCIDENT_PROTECTED_NAMESPACES): alerts never open incidents against its workloads"
+        )
+    return None
+
+
+def locate(
+    alert: Alert, operator_namespace: str, protected: Collection[str] = ()
+) -> tuple[Key, dict[str, Any], str | None]:
+    """(key, spec.target, why unmapped or None) for ALERT, from its labels alone. Alerts for
+    workloads of a protected namespace (see `protected_reason`) are unmapped too."""
     labels = alert.labels
     category = category_of(labels.get(CATEGORY_LABEL))
     namespace = labels.get("namespace", "")
@@ -442,18 +578,14 @@ def locate(alert: Alert, operator_namespace: str) -> tuple[Key, dict[str, Any], 
     for label, value in (("namespace", namespace), (target_label, target_value)):
         if label and value and (problem := _label_problem(label, value)):
             reasons.append(problem)
+    if not reasons and (why := protected_reason(namespace, operator_namespace, protected)):
+        reasons.append(why)
     if reasons:
         where = f"{namespace}/{target_label}={target_value}" if target_label else f"{namespace}/"
         return Key(operator_namespace, f"unmapped/{where}", category), {}, "; ".join(reasons)
-    if target_label == "model":
-        selector = {"matchLabels": {MODEL_LABEL: target_value}}
-        key = Key(namespace, f"model/{target_value}", category)
-        return key, {"kind": "Deployment", "selector": selector}, None
-    return (
-        Key(namespace, f"deployment/{target_value}", category),
-        {"kind": "Deployment", "name": target_value},
-        None,
-    )
+    kind = "model" if target_label == "model" else "deployment"
+    key = Key(namespace, f"{kind}/{target_value}", category)
+    return key, key.spec_target(), None
 
 
 def refile(group: Group, operator_namespace: str, reason: str) -> Group:
@@ -465,23 +597,35 @@ def refile(group: Group, operator_namespace: str, reason: str) -> Group:
     return Group(key, {}, list(group.alerts), reason)
 
 
-def group(payload: Payload, operator_namespace: str) -> list[Group]:
-    """The payload's alerts grouped by the incident they belong to, in order of first sight."""
+def group(
+    payload: Payload, operator_namespace: str, protected: Collection[str] = ()
+) -> list[Group]:
+    """The payload's alerts grouped by the incident they belong to, in order of first sight.
+    PROTECTED: namespaces besides the built-in ones and the operator's own where alerts never
+    open incidents against workloads (AIINCIDENT_PROTECTED_NAMESPACES)."""
     groups: dict[tuple[tuple[str, str] | None, Key], Group] = {}
     for alert in payload.alerts:
-        key, target, reason = locate(alert, operator_namespace)
+        key, target, reason = locate(alert, operator_namespace, protected)
         named = alert.labels.get(INCIDENT_LABEL, "")
         namespace = alert.labels.get("namespace", "")
+        refused = protected_reason(namespace, operator_namespace, protected)
         incident = None
         if (
             _NAMESPACE.fullmatch(namespace)
             and len(named) <= 253
             and _DNS_SUBDOMAIN.fullmatch(named)
+            and refused is None  # nor by naming an incident there
         ):
             incident = (namespace, named)
         slot = (incident, key)
         if slot not in groups:
-            groups[slot] = Group(key, target, unmapped=reason, incident=incident)
+            groups[slot] = Group(
+                key,
+                target,
+                unmapped=reason,
+                protected=reason is not None and reason == refused,
+                incident=incident,
+            )
         groups[slot].alerts.append(alert)
     return list(groups.values())
 
@@ -506,7 +650,13 @@ def _description(group: Group) -> str:
     text = first.annotations.get("description") or first.annotations.get("summary") or ""
     text = _cut(text, ANNOTATION_LIMIT)  # the spec stays small: see ALERTS_BUDGET
     notes = []
-    if group.unmapped:
+    if group.protected:
+        notes.append(
+            f"Alertmanager alert {first.alertname or first.fingerprint} was not filed against "
+            f"its workload: {group.unmapped}. This incident has no target, so no mitigation "
+            "changes anything."
+        )
+    elif group.unmapped:
         notes.append(
             f"Alertmanager alert {first.alertname or first.fingerprint} could not be mapped to a "
             f"workload: {group.unmapped}. An alert names its workload with the label namespace "
@@ -518,8 +668,11 @@ def _description(group: Group) -> str:
     return "\n\n".join([*notes, text] if text else notes)
 
 
-def new_incident(group: Group, name: str, payload: Payload, items: list[dict]) -> dict[str, Any]:
-    """The AIIncident to create for GROUP under NAME, holding ITEMS."""
+def new_incident(
+    group: Group, name: str, payload: Payload, items: list[dict], displaced: str | None = None
+) -> dict[str, Any]:
+    """The AIIncident to create for GROUP under NAME, holding ITEMS. DISPLACED: why the
+    names before NAME were not used (taken by incidents that do not hold the key)."""
     reporter = f"receiver {payload.receiver}" if payload.receiver else "webhook"
     if payload.external_url:
         reporter += f" of {payload.external_url}"
@@ -531,11 +684,19 @@ def new_incident(group: Group, name: str, payload: Payload, items: list[dict]) -
     }
     if group.target:
         spec["target"] = dict(group.target)
-    if description := _description(group):
-        spec["description"] = description
-    annotations = {KEY_ANNOTATION: f"{group.key.namespace}/{group.key.target}/{group.key.category}"}
+    description = _description(group)
+    annotations = {KEY_ANNOTATION: group.key.annotation}
     if group.unmapped:
         annotations[UNMAPPED_ANNOTATION] = group.unmapped
+    if displaced:
+        annotations[DISPLACED_ANNOTATION] = _cut(displaced, ANNOTATION_LIMIT)
+        note = (
+            f"Filed as {name}, not {group.name}: {_cut(displaced, ANNOTATION_LIMIT)}. "
+            "Alerts fold only into incidents the intake opened for their group."
+        )
+        description = f"{note}\n\n{description}" if description else note
+    if description:
+        spec["description"] = description
     return {
         "apiVersion": API_VERSION,
         "kind": "AIIncident",

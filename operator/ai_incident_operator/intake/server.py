@@ -7,8 +7,11 @@ once the apiserver answered) and `GET /metrics` (prometheus_client).
 
 Bad input gets a 4xx with a JSON body naming the field and the problem, never a
 5xx; 503 only when the apiserver cannot take the alerts, so that Alertmanager
-retries and nothing is lost. Kubernetes calls are synchronous: they run in
-threads (`asyncio.to_thread`), never on the loop.
+retries and nothing is lost. A payload with some bad alerts is taken without them:
+200, the bad ones named under `problems` (and counted in `aiincident_alerts_invalid`),
+since Alertmanager never sends a 4xx again and the good alerts would be lost.
+Kubernetes calls are synchronous: they run in threads (`asyncio.to_thread`), never
+on the loop.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ import prometheus_client
 from aiohttp import web
 
 from .. import kube, metrics
+from ..policy import BUILTIN_PROTECTED_NAMESPACES
+from ..resources import SA_NAMESPACE_FILE
 from . import mapping, store
 
 log = logging.getLogger(__name__)
@@ -35,6 +40,7 @@ TOKEN_ENV = "AIINCIDENT_WEBHOOK_TOKEN"
 ALERTS_PATH = "/api/v1/alerts"
 DELIVERY_TIMEOUT = 30.0  # seconds for one group's writes before answering 503
 PROBE_INTERVAL = 5.0
+PROTECTED_ENV = "AIINCIDENT_PROTECTED_NAMESPACES"
 
 
 class SettingsError(Exception):
@@ -49,6 +55,21 @@ class WebhookSettings:
     token: str | None = None  # from the environment, when there is no file
     insecure: bool = False  # no authentication (--insecure-no-auth)
     operator_namespace: str = field(default_factory=kube.operator_namespace)
+    # Where alerts never open incidents against workloads (besides the operator's namespace).
+    protected_namespaces: frozenset[str] = field(default_factory=lambda: protected_namespaces())
+
+
+def protected_namespaces(environ: dict[str, str] | None = None) -> frozenset[str]:
+    """kube-system, kube-public, kube-node-lease, AIINCIDENT_PROTECTED_NAMESPACES, and the
+    namespace the operator's pod runs in (its ServiceAccount's, which AIINCIDENT_NAMESPACE
+    may not be)."""
+    environ = os.environ if environ is None else environ
+    extra = {n.strip() for n in environ.get(PROTECTED_ENV, "").split(",") if n.strip()}
+    try:
+        own = SA_NAMESPACE_FILE.read_text().strip()
+    except OSError:
+        own = ""
+    return BUILTIN_PROTECTED_NAMESPACES | extra | ({own} if own else set())
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -265,15 +286,27 @@ class Intake:
         except mapping.PayloadError as err:
             raw = data.get("alerts") if isinstance(data, dict) else None
             metrics.ALERTS.labels(result="rejected").inc(len(raw) if isinstance(raw, list) else 1)
+            _count_invalid(err.invalid)
             log.info("alerts rejected: %s", err)
             return _problem(422, "not an Alertmanager webhook payload", err.problems)
+        if payload.invalid:
+            metrics.ALERTS.labels(result="rejected").inc(len(payload.invalid))
+            _count_invalid(payload.invalid)
+            log.info(
+                "%d alert(s) of %d left out, the others taken: %s",
+                len(payload.invalid),
+                len(payload.invalid) + len(payload.alerts),
+                "; ".join(f"{p.field}: {p.problem}" for p in payload.problems()),
+            )
         if payload.truncated_alerts:
             log.warning(
                 "Alertmanager left %d alerts out of group %s (its max_alerts): they are not here",
                 payload.truncated_alerts,
                 payload.group_key,
             )
-        groups = mapping.group(payload, self.settings.operator_namespace)
+        groups = mapping.group(
+            payload, self.settings.operator_namespace, self.settings.protected_namespaces
+        )
         outcomes = await asyncio.gather(
             *(self._deliver(g, payload) for g in groups), return_exceptions=True
         )
@@ -289,11 +322,25 @@ class Intake:
             return _one(
                 503, "service unavailable", "apiserver", str(unavailable[0]), **{"Retry-After": "5"}
             )
-        if rejected:
+        deliveries = [o for o in outcomes if isinstance(o, store.Delivery)]
+        if rejected and not deliveries:
             return _one(422, "the apiserver refused the incident", "alerts", str(rejected[0]))
         self._set_ready(True)
-        deliveries = [o for o in outcomes if isinstance(o, store.Delivery)]
-        return web.json_response({"incidents": [d.as_dict() for d in deliveries]})
+        body: dict[str, Any] = {"incidents": [d.as_dict() for d in deliveries]}
+        left_out, problems = len(payload.invalid), payload.problems()
+        for group, outcome in zip(groups, outcomes, strict=True):
+            if isinstance(outcome, store.Rejected):
+                left_out += len(group.alerts)
+                prints = ", ".join(a.fingerprint for a in group.alerts[:5])
+                problems.append(
+                    mapping.Problem("alerts", f"the apiserver refused alerts {prints}: {outcome}")
+                )
+        if left_out:
+            # Taken without them: a 4xx would lose the good alerts too (Alertmanager does
+            # not send it again), so the answer is 200 and says what was left out.
+            body["rejected"] = left_out
+            body["problems"] = [p.as_dict() for p in problems[: mapping.MAX_PROBLEMS]]
+        return web.json_response(body)
 
     async def _deliver(self, group: mapping.Group, payload: mapping.Payload) -> store.Delivery:
         # One writer per incident in this process; other replicas are kept apart by
@@ -335,6 +382,11 @@ class Intake:
             f"; unmapped: {delivery.unmapped}" if delivery.unmapped else "",
         )
         return delivery
+
+
+def _count_invalid(invalid: list[mapping.InvalidAlert]) -> None:
+    for bad in invalid:
+        metrics.INVALID.labels(field=bad.field).inc()
 
 
 def _ask_apiserver() -> None:

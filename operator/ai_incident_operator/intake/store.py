@@ -8,28 +8,35 @@ deliveries (two requests, two replicas) never lose an alert: on a conflict it
 reads again and retries. A redelivery that changes nothing writes nothing.
 Resolved incidents of the key keep the alert instances they already hold (a late
 resend does not open a new incident); the others go on to the next name.
+
+The intake writes only into incidents it opened for the group's key
+(`mapping.mismatch`): an incident under the key's name that someone else created,
+or that holds another key (a hash collision), is passed over like a resolved one,
+untouched, and the alerts go to the next free name, which records why
+(`aiincident.io/intake-displaced` and the description). Alerts naming an incident
+(IncreaseMonitoring's label) go there only if the intake opened it; a manual
+incident is never changed, nor resolved, by an alert.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import random
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-import urllib3
-from kubernetes.client.exceptions import ApiException
-
-from .. import kube
+from .. import kube, retry
+from ..errors import APIError, Conflict, Invalid, NotFound, Transient
 from ..kube import Ref
 from ..lifecycle import OPEN_PHASES
 from . import mapping
 from .mapping import Group, Payload
 
 log = logging.getLogger(__name__)
-CONFLICT_ATTEMPTS = 12
+T = TypeVar("T")
+# Seconds of conflicts (with backoff) before a group's write gives up with a 503: about
+# a dozen tries, well inside the server's DELIVERY_TIMEOUT.
+CONFLICT_DEADLINE = 5.0
 MAX_CHAIN = 1000  # incidents per key; each resolved one costs a GET on the way to the open one
 
 
@@ -39,10 +46,6 @@ class Unavailable(Exception):
 
 class Rejected(Exception):
     """The apiserver refused the incident for what the alerts say: HTTP 422."""
-
-
-class _Conflict(Exception):
-    """Someone else wrote the incident between our read and write: read again."""
 
 
 class _NamespaceMissing(Exception):
@@ -58,9 +61,11 @@ class Delivery:
     result: str  # created | updated | unchanged
     alerts: int
     unmapped: str | None = None
+    displaced: str | None = None  # why names before this one were passed over
+    note: str | None = None  # why the incident the alerts name did not take them
 
     def as_dict(self) -> dict[str, Any]:
-        found = {
+        found: dict[str, Any] = {
             "namespace": self.namespace,
             "name": self.name,
             "result": self.result,
@@ -68,6 +73,10 @@ class Delivery:
         }
         if self.unmapped:
             found["unmapped"] = self.unmapped
+        if self.displaced:
+            found["displaced"] = self.displaced
+        if self.note:
+            found["note"] = self.note
         return found
 
 
@@ -75,12 +84,16 @@ def deliver(group: Group, payload: Payload, operator_namespace: str) -> Delivery
     """Fold GROUP into its incident. Raises Unavailable (the caller answers 503 and
     Alertmanager sends again) or Rejected (the apiserver refuses what the alerts say)."""
     try:
+        note = None
         if group.incident:
             done = _retrying(lambda: _into_named(group))
-            if done is not None:
+            if isinstance(done, Delivery):
                 return done
+            note = done
         try:
-            return _retrying(lambda: _fold(group, payload))
+            delivery = _retrying(lambda: _fold(group, payload))
+            delivery.note = note
+            return delivery
         except _NamespaceMissing:
             reason = f"namespace {group.key.namespace} does not exist"
             refiled = mapping.refile(group, operator_namespace, reason)
@@ -91,28 +104,24 @@ def deliver(group: Group, payload: Payload, operator_namespace: str) -> Delivery
                     f"the operator's namespace {operator_namespace} does not exist: create it "
                     "or set AIINCIDENT_NAMESPACE"
                 ) from None
-    except ApiException as err:
-        if err.status in (400, 413, 422) or "too large" in _message(err):
-            raise Rejected(_message(err)) from None
-        raise Unavailable(f"the apiserver answered {err.status}: {_message(err)}") from None
-    except (urllib3.exceptions.HTTPError, OSError) as err:
-        raise Unavailable(f"the apiserver cannot be reached: {err}") from None
+    except APIError as err:
+        if isinstance(err, Invalid) or err.status == 413 or "too large" in err.message:
+            raise Rejected(err.message) from None
+        if err.status == 0:  # no answer at all; the message says so
+            raise Unavailable(err.message) from None
+        raise Unavailable(f"the apiserver answered {err.status}: {err.message}") from None
 
 
-def _message(err: ApiException) -> str:
+def _retrying(attempt: Callable[[], T]) -> T:
+    """ATTEMPT again (read, then write) while it conflicts; jittered backoff: replicas interleave."""
     try:
-        return json.loads(err.body)["message"]
-    except (TypeError, ValueError, KeyError):
-        return str(err.reason)
-
-
-def _retrying(attempt: Any) -> Any:
-    for i in range(CONFLICT_ATTEMPTS):
-        try:
-            return attempt()
-        except _Conflict:
-            time.sleep(random.uniform(0, 0.005 * 2 ** min(i, 6)))  # jitter: replicas interleave
-    raise Unavailable("the incident kept changing while the alerts were written; try again")
+        return retry.on_conflict(attempt, deadline=CONFLICT_DEADLINE, what="the alerts' write")
+    except Transient as err:
+        if isinstance(err.__cause__, Conflict):  # retry gave up on the conflicts
+            raise Unavailable(
+                "the incident kept changing while the alerts were written; try again"
+            ) from None
+        raise
 
 
 def is_open(incident: dict[str, Any]) -> bool:
@@ -128,20 +137,22 @@ def _write(ref: Ref, current: dict[str, Any], alerts: list[dict]) -> None:
         "spec": {"alerts": alerts},
     }
     try:
-        kube.patch(ref, body)
-    except ApiException as err:
-        if err.status in (404, 409):  # changed or deleted since we read it
-            raise _Conflict from None
-        raise
+        kube.patch(ref, body)  # a Conflict when it changed since we read it: read again
+    except NotFound as err:  # deleted since we read it: read again, as for a change
+        raise Conflict(err.status, err.message, err.reason) from None
 
 
-def _into_named(group: Group) -> Delivery | None:
-    """Alerts of an IncreaseMonitoring rule: into the incident they name, while it is open."""
+def _into_named(group: Group) -> Delivery | str | None:
+    """Alerts of an IncreaseMonitoring rule: into the incident they name, while it is open
+    and if the intake opened it. Else None, or why it may not take them (words)."""
     assert group.incident
     ref = Ref("AIIncident", *group.incident)
     current = kube.get(ref)
     if current is None or not is_open(current):
         return None
+    if refused := mapping.opened_by_intake(current):
+        log.warning("alerts for %s: %s", group.name, refused)
+        return refused
     alerts = (current.get("spec") or {}).get("alerts") or []
     merged = mapping.merge_alerts(alerts, group.items())
     if merged == alerts:
@@ -154,24 +165,33 @@ def _fold(group: Group, payload: Payload) -> Delivery:
     namespace = group.key.namespace
     items = group.items()
     wrote, last = False, group.name
+    passed: list[str] = []  # names taken by incidents that are not this key's: why
 
     def done(name: str, result: str) -> Delivery:
-        return Delivery(namespace, name, result, len(group.alerts), group.unmapped)
+        displaced = "; ".join(passed) or None
+        return Delivery(namespace, name, result, len(group.alerts), group.unmapped, displaced)
 
     for n in range(1, MAX_CHAIN + 1):
         name = mapping.nth_name(group.name, n)
         ref = Ref("AIIncident", namespace, name)
         current = kube.get(ref)
+        if current is not None and (why := mapping.mismatch(current, group.key)):
+            # Someone else's incident under this name, or another key's: never touched.
+            if len(passed) < 5:
+                passed.append(why)
+            continue
         if current is None:
             if not items:  # every alert is already held by a resolved incident
                 return done(last, "updated" if wrote else "unchanged")
-            body = mapping.new_incident(group, name, payload, items)
+            displaced = "; ".join(passed) or None
+            if displaced:
+                log.warning("alerts for %s filed as %s: %s", group.name, name, displaced)
+            body = mapping.new_incident(group, name, payload, items, displaced)
             try:
+                # A Conflict when another delivery or replica created it first: read again.
                 kube.create("AIIncident", namespace, body)
-            except ApiException as err:
-                if err.status == 409:  # another delivery or replica created it first
-                    raise _Conflict from None
-                if err.status == 404 and _missing_namespace(err):
+            except NotFound as err:
+                if _missing_namespace(err):
                     raise _NamespaceMissing from None
                 raise
             return done(name, "created")
@@ -187,11 +207,12 @@ def _fold(group: Group, payload: Payload) -> Delivery:
             _write(ref, current, merged)
             wrote = True
         last = name
-    raise Unavailable(f"{MAX_CHAIN} incidents of {group.name} are resolved; delete old ones")
+    raise Unavailable(
+        f"{MAX_CHAIN} incidents under the names of {group.name} are resolved or not the "
+        "intake's; delete old ones"
+    )
 
 
-def _missing_namespace(err: ApiException) -> bool:
-    try:
-        return json.loads(err.body)["details"]["kind"] == "namespaces"
-    except (TypeError, ValueError, KeyError):
-        return False
+def _missing_namespace(err: NotFound) -> bool:
+    # The apiserver's NotFound for the namespace (not the kind): `namespaces "x" not found`.
+    return err.message.startswith('namespaces "')

@@ -24,10 +24,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import yaml
-from kubernetes.client.exceptions import ApiException
 
 from .. import kube, ledger
 from ..durations import duration_or
+from ..errors import APIError, Forbidden, NotFound
 from ..fieldpath import put
 from ..policy import selector_string
 from ..times import human, iso, parse_time
@@ -42,6 +42,8 @@ TOTAL_LIMIT = 900 * 1024  # bytes of data; a ConfigMap holds at most 1 MiB with 
 SECTION_LIMIT = 256 * 1024
 VALUE_PREVIEW = 2048  # bytes of each ConfigMap value shown
 EVENTS_PER_TARGET = 40
+EVENT_REPLICASETS = 2  # the newest ReplicaSets whose Events are read
+EVENT_PODS = 10  # and at most this many of their pods
 DEFAULT_LOOKBACK = timedelta(hours=1)
 REVISION = "deployment.kubernetes.io/revision"
 REVISION_HISTORY = "deployment.kubernetes.io/revision-history"
@@ -140,7 +142,7 @@ def collect(
     for key, build in builders:
         try:
             data[key] = build()
-        except ApiException as err:
+        except APIError as err:
             message = f"{key}: could not be collected: {_api_problem(err)}"
             problems.append(message)
             data[key] = f"# {key}\n\n{message}\n"
@@ -232,7 +234,7 @@ def _model_section(targets: list[_Target], facts: Facts, detected: datetime) -> 
         )
         try:
             replicasets = t.replicasets()
-        except ApiException as err:
+        except APIError as err:
             out += [f"- ReplicaSets: could not be listed: {_api_problem(err)}", ""]
             continue
         serving = [rs for rs in replicasets if _created(rs) and _created(rs) <= detected + SLACK]
@@ -317,7 +319,7 @@ def _replicas_fact(t: _Target, facts: Facts) -> None:
     if unavailable:
         try:
             not_ready = [_pod_problem(p) for p in t.pods() if not _pod_ready(p)]
-        except ApiException as err:
+        except APIError as err:
             not_ready = [f"pods could not be listed: {_api_problem(err)}"]
     facts.replicas.append(Replicas(t.ref, desired, unavailable, not_ready, since))
 
@@ -603,14 +605,24 @@ def _describe_series(s: prometheus.Series, detected: datetime) -> str:
 
 def _events_section(targets: list[_Target], since: datetime) -> str:
     out = ["# Recent Events", "", f"Since {iso(since)}, newest first.", ""]
-    events = kube.list_objects("Event", targets[0].namespace) if targets else []
     for t in targets:
         involved = {("Deployment", t.name)}
         try:
-            involved |= {("ReplicaSet", rs["metadata"]["name"]) for rs in t.replicasets()}
-            involved |= {("Pod", p["metadata"]["name"]) for p in t.pods()}
-        except ApiException as err:
+            involved |= {("ReplicaSet", rs["metadata"]["name"])
+                         for rs in t.replicasets()[:EVENT_REPLICASETS]}  # fmt: skip
+            involved |= {("Pod", p["metadata"]["name"]) for p in t.pods()[:EVENT_PODS]}
+        except APIError as err:
             out.append(f"(ReplicaSets or pods could not be listed: {_api_problem(err)})")
+        # One query per object (a field selector), never the namespace's whole Event list:
+        # with a thousand incidents in one namespace that list is what grows.
+        events = [
+            e
+            for kind, name in sorted(involved)
+            for e in kube.list_objects(
+                "Event", t.namespace,
+                field_selector=f"involvedObject.kind={kind},involvedObject.name={name}",
+            )
+        ]  # fmt: skip
         mine = []
         for e in events:
             obj = e.get("involvedObject") or {}
@@ -880,9 +892,11 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _api_problem(err: ApiException) -> str:
-    if err.status == 403:
+def _api_problem(err: APIError) -> str:
+    if isinstance(err, Forbidden):
         return f"forbidden ({err.reason}): the operator's RBAC lacks read access"
-    if err.status == 404:
+    if isinstance(err, NotFound):
         return "the apiserver does not serve this kind"
+    if not err.status:  # no answer at all: the message says what happened
+        return err.message
     return f"HTTP {err.status} {err.reason}"

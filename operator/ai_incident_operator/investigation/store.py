@@ -7,9 +7,7 @@ ownerReference to the AIIncident so that deleting the incident deletes them
 
 from __future__ import annotations
 
-from kubernetes.client.exceptions import ApiException
-
-from .. import GROUP, kube
+from .. import GROUP, kube, retry
 from ..kube import Ref
 
 INCIDENT_LABEL = f"{GROUP}/incident"
@@ -53,20 +51,19 @@ def write_owned_configmap(
         "data": data,
     }
     ref = Ref("ConfigMap", namespace, name)
-    for attempt in range(5):
+
+    def attempt() -> None:
+        # A Conflict when created or changed meanwhile (another reconcile): read again, replace.
         current = kube.get(ref)
-        try:
-            if current is None:
-                kube.create("ConfigMap", namespace, body)
-            else:
-                _check_ours(current, incident)
-                body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-                kube.replace(ref, body)
-            break
-        except ApiException as err:
-            # 409: created or changed meanwhile (another reconcile): read again, replace.
-            if err.status != 409 or attempt == 4:
-                raise
+        if current is None:
+            body["metadata"].pop("resourceVersion", None)
+            kube.create("ConfigMap", namespace, body)
+            return
+        _check_ours(current, incident)
+        body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        kube.replace(ref, body)
+
+    retry.on_conflict(attempt, what=f"write of ConfigMap {namespace}/{name}")
     return {"kind": "ConfigMap", "name": name}
 
 

@@ -11,13 +11,12 @@ set weights) and `get_router(kind)` is the factory the TrafficShift action
 
 from __future__ import annotations
 
-from ..actions.base import ActionError
 from .gateway import HTTPRouteRouter
 from .istio import VirtualServiceRouter
-from .router import Router
+from .router import Router, RouterError
 from .service import ServiceRouter
 
-__all__ = ["KINDS", "Router", "get_router"]
+__all__ = ["KINDS", "Router", "RouterError", "get_router"]
 
 _ROUTERS: dict[str, type[Router]] = {
     r.kind: r for r in (ServiceRouter, VirtualServiceRouter, HTTPRouteRouter)
@@ -26,10 +25,10 @@ KINDS = tuple(_ROUTERS)
 
 
 def get_router(kind: str) -> Router:
-    """The router for KIND; ActionError naming the supported kinds when there is none."""
+    """The router for KIND; RouterError naming the supported kinds when there is none."""
     try:
         return _ROUTERS[kind]()
     except KeyError:
-        raise ActionError(
+        raise RouterError(
             f"router kind {kind!r} is not supported: use one of {', '.join(KINDS)}"
         ) from None

@@ -14,8 +14,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ..actions.base import ActionError
-from .router import Router, percent, reweigh, route_path
+from .router import Router, RouterError, percent, reweigh, route_path
 
 
 def _is_fallback(ref: dict[str, Any], service: str, namespace: str | None) -> bool:
@@ -54,7 +53,7 @@ class HTTPRouteRouter(Router):
             if isinstance(rule, dict) and rule.get("backendRefs")
         }
         if not values:
-            raise ActionError(
+            raise RouterError(
                 f"HTTPRoute {router_obj['metadata']['name']} has no rule with backendRefs to "
                 "shift: add one (spec.rules[].backendRefs), or use the Service that serves the "
                 "model as the router"
@@ -106,7 +105,7 @@ class HTTPRouteRouter(Router):
             return primary
         if len(ports) == 1:
             return ports[0]
-        raise ActionError(
+        raise RouterError(
             f"HTTPRoute {router_obj['metadata']['name']}: set fallback.port, the port of "
             f"Service {fallback['service']} to send traffic to "
             f"(it has {', '.join(map(str, ports)) or 'no ports'})"

@@ -14,8 +14,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ..actions.base import ActionError
-from .router import Router, percent, reweigh, route_path
+from .router import Router, RouterError, percent, reweigh, route_path
 
 
 def _is_fallback(dest: dict[str, Any], service: str) -> bool:
@@ -55,7 +54,7 @@ class VirtualServiceRouter(Router):
             if _routed(entry)
         }
         if not values:
-            raise ActionError(
+            raise RouterError(
                 f"VirtualService {router_obj['metadata']['name']} has no http route with a "
                 "destination to shift: add one (spec.http[].route[].destination), or use the "
                 "Service that serves the model as the router"

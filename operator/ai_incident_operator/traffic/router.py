@@ -22,11 +22,15 @@ from ..fieldpath import join
 _SAFE_NAME = re.compile(r"^[^/\]~\[]+$")
 
 
+class RouterError(ValueError):
+    """The router object cannot be shifted as asked; the message says what to fix."""
+
+
 class Router:
     """One kind of object that routes traffic (a Service, a VirtualService, an HTTPRoute).
 
     FALLBACK is the policy's `{service, port?}`; FALLBACK_SERVICE is that Service as a
-    dict (its selector and ports). Both methods are pure and may raise ActionError
+    dict (its selector and ports). Both methods are pure and may raise RouterError
     with a message a person can act on.
     """
 

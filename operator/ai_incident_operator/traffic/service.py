@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..actions.base import ActionError
 from ..fieldpath import ABSENT
-from .router import Router
+from .router import Router, RouterError
 
 SELECTOR = "/spec/selector"
 
@@ -35,7 +34,7 @@ class ServiceRouter(Router):
     ) -> dict[str, Any]:
         name = router_obj["metadata"]["name"]
         if weight not in (0, 100):
-            raise ActionError(
+            raise RouterError(
                 f"Service {name} cannot split traffic, it sends all of it to one selector: "
                 f"use weight 100, or a VirtualService or HTTPRoute router for {weight}%"
             )
@@ -45,7 +44,7 @@ class ServiceRouter(Router):
             return {SELECTOR: dict(own) if own else ABSENT}
         selector = _selector(fallback_service)
         if not selector:
-            raise ActionError(
+            raise RouterError(
                 f"fallback Service {fallback['service']} has no selector, so there are no pods "
                 f"to send Service {name}'s traffic to: give it a selector"
             )

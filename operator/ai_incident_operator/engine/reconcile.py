@@ -1,0 +1,244 @@
+"""Reconcile one incident: read it, decide, act, write the whole status once.
+
+Level-triggered and restart-safe: `reconcile` reads the incident afresh, decides
+from its spec, the winning policy and the ledgers on the objects (`decide`), hands
+the context to mitigate / resolve / close, and writes the status once (again from
+a fresh read on a conflict). Run it again after a crash at any line and it lands
+in the same state. `finalize` undoes, on deletion, whatever the ledgers say the
+incident holds, and says what it still waits for. Called by `handlers`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from .. import policy as mitigation_policy
+from .. import retry
+from ..access import Access
+from ..errors import Forbidden
+from ..investigation.hypotheses import root_cause_identified
+from ..lifecycle import detected_status, merge_patch
+from ..resources import Ref
+from .close import close_if_reviewed
+from .context import IncidentContext, Result, World
+from .decide import decide, resolution_reason
+from .mitigate import mitigate
+from .regulatory import regulatory_clock
+from .resolve import resolve
+from .targets import missing_target_message, resolve_targets
+from .undo import revert
+
+Body = dict[str, Any]
+_locks: dict[tuple[str, str], list] = {}  # key -> [lock, users]: only while in use
+_locks_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def _lock(namespace: str, name: str) -> Iterator[None]:
+    """One pass at a time per incident; the lock is dropped when nobody holds or waits."""
+    key = (namespace, name)
+    with _locks_guard:
+        entry = _locks.setdefault(key, [threading.Lock(), 0])
+        entry[1] += 1
+    try:
+        with entry[0]:
+            yield
+    finally:
+        with _locks_guard:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del _locks[key]
+
+
+def _cluster() -> Access:
+    from .. import kube  # the real cluster only where no Access was given
+
+    return kube.cluster()
+
+
+def reconcile(
+    namespace: str,
+    name: str,
+    world: World,
+    body: Body | None = None,
+    api: Access | None = None,
+    now: datetime | None = None,
+) -> Result:
+    """Bring one incident up to date; the Result says when to run again.
+
+    BODY, when the caller has just received it, saves the first read; a stale one
+    costs a Conflict on the status write and a fresh read.
+    """
+    api = api or _cluster()
+    ref = Ref("AIIncident", namespace, name)
+    seed = [body]
+
+    def attempt() -> Result:
+        incident, seed[0] = seed[0] or api.get(ref), None
+        if incident is None or incident["metadata"].get("deletionTimestamp"):
+            return Result()
+        when = now or datetime.now(UTC)
+        before = incident.get("status") or {}
+        status = copy.deepcopy(before)
+        if not status.get("phase"):
+            status = detected_status(incident, when)
+            api.event(incident, "Detected", status["timeline"][0]["message"])
+        ctx = IncidentContext(api, incident, status, world, when)
+        advance(ctx)
+        if ctx.entries or "mitigations" in status:
+            ctx.finish()
+        if status != before:
+            patch = merge_patch(before, status)
+            api.patch_status(ref, patch, incident["metadata"]["resourceVersion"])
+        return ctx.result
+
+    with _lock(namespace, name):
+        return retry.on_conflict(attempt, what=f"the status of incident {namespace}/{name}")
+
+
+def advance(ctx: IncidentContext) -> None:
+    """One pass of the state machine over CTX."""
+    status, spec = ctx.status, ctx.spec
+    status["observedGeneration"] = ctx.generation
+    if status.get("phase") in ("Resolved", "Closed"):
+        close_if_reviewed(ctx)
+        return
+
+    # Targets: the incident's own namespace only.
+    wanted_ns = (spec.get("target") or {}).get("namespace", ctx.namespace)
+    if wanted_ns != ctx.namespace:
+        ctx.condition("Triaged", False, "CrossNamespaceTarget",
+                      f"target namespace {wanted_ns} is not the incident's namespace "
+                      f"{ctx.namespace}; open the incident in the target's namespace")  # fmt: skip
+        return
+    try:
+        ctx.targets = resolve_targets(ctx.api, ctx.namespace, spec.get("target") or {})
+    except Forbidden as err:
+        ctx.condition("Triaged", False, "TargetForbidden", f"the target cannot be read: {err}")
+        ctx.retry()
+        return
+    if not ctx.targets:
+        ctx.condition(
+            "Triaged",
+            False,
+            "TargetNotFound",
+            missing_target_message(ctx.namespace, spec, ctx.body),
+        )
+        ctx.policy = policy_by_ref(ctx.world, status.get("policyRef"))
+        why = resolution_reason(spec, ctx.policy_spec)
+        if why and (ctx.entries or status.get("policyRef")):
+            # The workload is gone; what was changed elsewhere (a router) is still undone.
+            resolve(ctx, why, [], dry_run=False)
+        return
+    status["targets"] = [
+        {"kind": t.get("kind", "Deployment"), "namespace": ctx.namespace,
+         "name": t["metadata"]["name"]}
+        for t in ctx.targets
+    ]  # fmt: skip
+
+    decision = decide(ctx.body, status, ctx.targets, ctx.world, ctx.now)
+    ctx.policy = decision.policy
+    severity, message = decision.severity, decision.severity_message
+    if status.get("severity") not in (None, severity):
+        ctx.say("SeverityChanged", f"severity {status['severity']} -> {severity}: {message}")
+    status["severity"], status["severityReason"] = severity, message
+    if decision.policy:
+        status["policyRef"] = mitigation_policy.ref(decision.policy)
+    else:
+        status.pop("policyRef", None)
+    ctx.condition("Triaged", True, decision.severity_reason, message)
+    if status.get("phase") == "Detected":
+        ctx.enter("Triaged", f"severity {severity}: {message}")
+
+    regulatory_clock(ctx, decision.dry_run)
+    if decision.resolve:
+        resolve(ctx, decision.resolve, decision.steps, decision.dry_run)
+    else:
+        mitigate(ctx, decision)
+    found, why, words = root_cause_identified(status.get("hypotheses") or [], spec)
+    ctx.condition("RootCauseIdentified", found, why, words)
+    if status.get("phase") not in ("Resolved", "Closed") and ctx.world.investigate:
+        # In-line only where asked (tests); the operator gathers evidence apart, on its
+        # scheduler (investigation.refresh), never inside the pass or under the lock.
+        ctx.world.investigate(ctx)
+
+
+def amend(
+    namespace: str,
+    name: str,
+    change: Callable[[IncidentContext], None],
+    world: World | None = None,
+    api: Access | None = None,
+) -> None:
+    """Apply CHANGE to a fresh read of the incident's status under its lock, and write it.
+
+    For work done apart from the pass (the evidence): the slow part runs before, with
+    no lock; only the merge of its results waits for the incident.
+    """
+    api = api or _cluster()
+    ref = Ref("AIIncident", namespace, name)
+
+    def attempt() -> None:
+        incident = api.get(ref)
+        if incident is None or incident["metadata"].get("deletionTimestamp"):
+            return
+        before = incident.get("status") or {}
+        ctx = IncidentContext(api, incident, copy.deepcopy(before), world or World(),
+                              datetime.now(UTC))  # fmt: skip
+        change(ctx)
+        if ctx.status != before:
+            patch = merge_patch(before, ctx.status)
+            api.patch_status(ref, patch, incident["metadata"]["resourceVersion"])
+
+    with _lock(namespace, name):
+        retry.on_conflict(attempt, what=f"the status of incident {namespace}/{name}")
+
+
+def policy_by_ref(world: World, ref: dict[str, str] | None) -> Body | None:
+    """The policy STATUS.policyRef names, if the indexes still have it."""
+    if not ref:
+        return None
+    for body in world.policies:
+        meta = body.get("metadata") or {}
+        if (body.get("kind"), meta.get("name"), meta.get("namespace")) == (
+            ref.get("kind"), ref.get("name"), ref.get("namespace"),
+        ):  # fmt: skip
+            return body
+    return None
+
+
+def finalize(
+    namespace: str,
+    name: str,
+    body: Body,
+    world: World | None = None,
+    api: Access | None = None,
+    now: datetime | None = None,
+) -> Result:
+    """The incident is being deleted: undo everything the ledgers say it holds.
+
+    Result.waiting_for is non-empty while something could not be undone; the caller
+    keeps the finalizer and tries again.
+    """
+    api = api or _cluster()
+    world = world or World()
+    with _lock(namespace, name):
+        status = copy.deepcopy(body.get("status") or {})
+        ctx = IncidentContext(api, body, status, world, now or datetime.now(UTC))
+        ctx.policy = policy_by_ref(world, status.get("policyRef"))
+        try:
+            ctx.targets = resolve_targets(api, namespace, ctx.spec.get("target") or {})
+        except Forbidden:
+            ctx.targets = []  # the status and the policy still name what was touched
+        failures = revert(ctx, keep=set(), sweep=True)
+        if failures:
+            waiting = "; ".join(failures)
+            api.event(body, "UndoPending", f"deletion waits until this is undone: {waiting}",
+                      warning=True)  # fmt: skip
+            return Result(retry=True, waiting_for=waiting)
+        return Result()
