@@ -188,3 +188,36 @@ class ZeroWatcher:
             if not self.cond.wait_for(lambda: name in self.seen, timeout):
                 raise TimeoutError(f"{name} was not scaled to zero within {timeout}s")
             return self.seen[name]
+
+
+# --- The objects every benchmark makes --------------------------------------------------------
+
+
+def deployment(name: str, labels: dict[str, str], replicas: int) -> dict:
+    """A model Deployment (its pods stay Pending: the control plane has no kubelet)."""
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"containers": [{"name": "llm", "image": "llm:1"}]}}},
+    }  # fmt: skip
+
+
+def incident(name: str, target: str) -> dict:
+    """A severity-1 AIIncident naming one Deployment."""
+    return {
+        "apiVersion": "aiincident.io/v1alpha1", "kind": "AIIncident",
+        "metadata": {"name": name},
+        "spec": {"category": "HarmfulOutput", "severity": 1, "target": {"name": target}},
+    }  # fmt: skip
+
+
+def scale_to_zero_policy(labels: dict[str, str]) -> dict:
+    """A MitigationPolicy answering severity 1 with ScaleToZero for Deployments with LABELS."""
+    return {
+        "apiVersion": "aiincident.io/v1alpha1", "kind": "MitigationPolicy",
+        "metadata": {"name": "bench"},
+        "spec": {"targetSelector": {"matchLabels": labels},
+                 "responses": [{"severity": 1, "actions": [{"type": "ScaleToZero"}]}]},
+    }  # fmt: skip

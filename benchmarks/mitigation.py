@@ -15,6 +15,7 @@ import time
 from ai_incident_operator import kube
 from ai_incident_operator.kube import Ref
 
+from . import common
 from .common import ZeroWatcher, control_plane, operator_process, percentiles, save
 
 NS = "bench"
@@ -22,30 +23,7 @@ LABELS = {"bench": "mitigation"}
 
 
 def _deployment(name: str) -> dict:
-    return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "labels": LABELS},
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
-                 "template": {"metadata": {"labels": {"app": name}},
-                              "spec": {"containers": [{"name": "llm", "image": "llm:1"}]}}},
-    }  # fmt: skip
-
-
-def _incident(name: str, target: str) -> dict:
-    return {
-        "apiVersion": "aiincident.io/v1alpha1", "kind": "AIIncident",
-        "metadata": {"name": name},
-        "spec": {"category": "HarmfulOutput", "severity": 1, "target": {"name": target}},
-    }  # fmt: skip
-
-
-def _policy() -> dict:
-    return {
-        "apiVersion": "aiincident.io/v1alpha1", "kind": "MitigationPolicy",
-        "metadata": {"name": "bench"},
-        "spec": {"targetSelector": {"matchLabels": LABELS},
-                 "responses": [{"severity": 1, "actions": [{"type": "ScaleToZero"}]}]},
-    }  # fmt: skip
+    return common.deployment(name, LABELS, 2)
 
 
 def _settled(name: str, timeout: float = 30) -> None:
@@ -64,7 +42,7 @@ def run(n: int = 120) -> dict:
         for i in range(n):
             kube.create("Deployment", NS, _deployment(f"m{i}"))
             kube.create("Deployment", NS, _deployment(f"floor{i}"))
-        kube.create("MitigationPolicy", NS, _policy())
+        kube.create("MitigationPolicy", NS, common.scale_to_zero_policy(LABELS))
         with operator_process("--namespace", NS):
             deadline = time.monotonic() + 30
             while (
@@ -80,7 +58,7 @@ def run(n: int = 120) -> dict:
             latencies = []
             for i in range(n):
                 start = time.perf_counter()
-                kube.create("AIIncident", NS, _incident(f"i{i}", f"m{i}"))
+                kube.create("AIIncident", NS, common.incident(f"i{i}", f"m{i}"))
                 latencies.append((watcher.wait(f"m{i}") - start) * 1000)
                 # One incident at a time: the previous one's evidence gathering (after its
                 # mitigation) must not share the CPU with this one's. The storm benchmark
@@ -91,7 +69,7 @@ def run(n: int = 120) -> dict:
         floor = []
         for i in range(n):
             start = time.perf_counter()
-            kube.create("AIIncident", NS, _incident(f"f{i}", f"floor{i}"))
+            kube.create("AIIncident", NS, common.incident(f"f{i}", f"floor{i}"))
             deploy = kube.get(Ref("Deployment", NS, f"floor{i}"))
             deploy["spec"]["replicas"] = 0
             kube.replace(Ref("Deployment", NS, f"floor{i}"), deploy)

@@ -47,6 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ai_incident_operator import kube
 from ai_incident_operator.kube import KINDS, Ref
 
+from . import common
 from .common import (
     ZeroWatcher,
     control_plane,
@@ -81,30 +82,7 @@ def _setting(name: str, default: int) -> int:
 
 
 def _deployment(name: str, role: str, replicas: int) -> dict:
-    return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "labels": {**LABELS, ROLE: role}},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
-                 "template": {"metadata": {"labels": {"app": name}},
-                              "spec": {"containers": [{"name": "llm", "image": "llm:1"}]}}},
-    }  # fmt: skip
-
-
-def _incident(name: str, target: str) -> dict:
-    return {
-        "apiVersion": "aiincident.io/v1alpha1", "kind": "AIIncident",
-        "metadata": {"name": name},
-        "spec": {"category": "HarmfulOutput", "severity": 1, "target": {"name": target}},
-    }  # fmt: skip
-
-
-def _policy() -> dict:
-    return {
-        "apiVersion": "aiincident.io/v1alpha1", "kind": "MitigationPolicy",
-        "metadata": {"name": "bench"},
-        "spec": {"targetSelector": {"matchLabels": LABELS},
-                 "responses": [{"severity": 1, "actions": [{"type": "ScaleToZero"}]}]},
-    }  # fmt: skip
+    return common.deployment(name, {**LABELS, ROLE: role}, replicas)
 
 
 # --- Waiting and looking --------------------------------------------------------------------
@@ -211,7 +189,7 @@ def _setup(n: int, extra: int) -> float:
             ),
             range(count),
         )
-    kube.create("MitigationPolicy", NS, _policy())
+    kube.create("MitigationPolicy", NS, common.scale_to_zero_policy(LABELS))
     timeout = 120 + (n + extra) * 0.5
     for role, replicas in (("target", 1), ("idle", 0), ("new", 1)):
         _wait(f"the {role} Deployments were not rolled out", lambda r=role, k=replicas:
@@ -222,7 +200,7 @@ def _setup(n: int, extra: int) -> float:
 def _all_mitigated(n: int) -> dict:
     timeout = max(300.0, n * 0.3)  # the aim is 60 s: a miss is measured, not cut off
     start = time.perf_counter()
-    _parallel(lambda i: kube.create("AIIncident", NS, _incident(f"i{i}", f"t{i}")), range(n))
+    _parallel(lambda i: kube.create("AIIncident", NS, common.incident(f"i{i}", f"t{i}")), range(n))
     created = time.perf_counter()
     polls = 0
 
@@ -302,7 +280,7 @@ def _new_incidents() -> dict:
     latencies, settled = [], 0
     for i in range(NEW):
         start = time.perf_counter()
-        kube.create("AIIncident", NS, _incident(f"new{i}", f"n{i}"))
+        kube.create("AIIncident", NS, common.incident(f"new{i}", f"n{i}"))
         latencies.append((watcher.wait(f"n{i}") - start) * 1000)
         # One at a time: the previous one's evidence gathering must not share the CPU.
         settled += _poll(lambda i=i: _settled(f"new{i}"), SETTLE_NEW_S, 0.02)

@@ -164,6 +164,35 @@ class OperatorProcess:
                 self.kill()
 
 
+def sa_kubeconfig(local_cluster: Any, namespace: str, account: str, path: Path) -> Path:
+    """A kubeconfig at PATH as ServiceAccount NAMESPACE/ACCOUNT, its context in NAMESPACE.
+
+    The local control plane has a static token for it; another cluster is asked for one
+    (`kubectl create token`, the ServiceAccount must exist there).
+    """
+    if local_cluster is not None:
+        config = json.loads(local_cluster.kubeconfig_for(namespace, account).read_text())
+    else:
+        import yaml
+
+        token = kubectl("create", "token", account, "-n", namespace, "--duration", "1h")
+        admin = yaml.safe_load(Path(os.environ["KUBECONFIG"]).read_text())
+        current = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
+        cluster = next(c for c in admin["clusters"] if c["name"] == current["context"]["cluster"])
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [cluster],
+            "users": [{"name": "sa", "user": {"token": token.stdout.strip()}}],
+            "contexts": [{"name": "sa", "context": {"cluster": cluster["name"], "user": "sa"}}],
+            "current-context": "sa",
+        }
+    config["contexts"][0]["context"]["namespace"] = namespace
+    path.write_text(json.dumps(config))
+    path.chmod(0o600)
+    return path
+
+
 # --- A model workload as the playbook's examples have it ----------------------------------
 
 

@@ -26,6 +26,7 @@ import yaml
 from ai_incident_operator import kube, ledger
 from ai_incident_operator.kube import Ref
 
+import kit
 from alertkit import Webhook, am_alert, am_payload
 from kit import (
     REPO,
@@ -260,26 +261,7 @@ def token_of_release() -> str:
 
 def sa_kubeconfig(local_cluster, tmp_path: Path) -> Path:
     """A kubeconfig as the chart's ServiceAccount, its context in the release namespace (as in a pod)."""
-    if local_cluster is not None:
-        config = json.loads(local_cluster.kubeconfig_for(RELEASE_NS, SA).read_text())
-    else:
-        token = kubectl("create", "token", SA, "-n", RELEASE_NS, "--duration", "1h").stdout.strip()
-        admin = yaml.safe_load(Path(os.environ["KUBECONFIG"]).read_text())
-        current = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
-        cluster = next(c for c in admin["clusters"] if c["name"] == current["context"]["cluster"])
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [cluster],
-            "users": [{"name": "sa", "user": {"token": token}}],
-            "contexts": [{"name": "sa", "context": {"cluster": cluster["name"], "user": "sa"}}],
-            "current-context": "sa",
-        }
-    config["contexts"][0]["context"]["namespace"] = RELEASE_NS
-    path = tmp_path / "sa-kubeconfig"
-    path.write_text(json.dumps(config))
-    path.chmod(0o600)
-    return path
+    return kit.sa_kubeconfig(local_cluster, RELEASE_NS, SA, tmp_path / "sa-kubeconfig")
 
 
 def can_i(verb: str, resource: str, namespace: str | None) -> bool:

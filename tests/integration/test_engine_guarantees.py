@@ -32,6 +32,7 @@ from kit import (
     get_incident,
     kubectl,
     policy_body,
+    sa_kubeconfig,
     service,
     spec_snapshot,
     wait_for,
@@ -162,8 +163,12 @@ def can_i(verb: str, resource: str, ns: str) -> bool:
 def test_forbidden_action_fails_alone_then_applies_once_granted(
     solo_namespace, local_cluster, tmp_path
 ):
-    if local_cluster is None:
-        pytest.skip("needs the local control plane's static ServiceAccount token")
+    if local_cluster is None:  # another cluster: a real ServiceAccount to ask a token for
+        for kind, args in (("namespace", []), ("serviceaccount", ["-n", SA_NAMESPACE])):
+            made = kubectl("create", kind, *args, SA_NAMESPACE if kind == "namespace" else SA_NAME,
+                           "--dry-run=client", "-o", "json")  # fmt: skip
+            kubectl("apply", "-f", "-", input=made.stdout)
+    kubeconfig = sa_kubeconfig(local_cluster, SA_NAMESPACE, SA_NAME, tmp_path / "sa-kubeconfig")
     ns = solo_namespace
     assert not can_i("update", "deployments", ns), "something else already grants the right"
     cluster_rules, ns_rules = chart_rules(ns)
@@ -195,7 +200,7 @@ def test_forbidden_action_fails_alone_then_applies_once_granted(
             "engine-rbac",
             "--namespace", ns,
             env={
-                "KUBECONFIG": str(local_cluster.kubeconfig_for(SA_NAMESPACE, SA_NAME)),
+                "KUBECONFIG": str(kubeconfig),
                 "AIINCIDENT_NAMESPACE": ns,  # kopf's Events about cluster-scoped objects
                 "AIINCIDENT_RESYNC_SECONDS": "2",
             },
