@@ -61,6 +61,14 @@ def _cluster() -> Access:
     return kube.cluster()
 
 
+def _write_status(api: Access, incident: Body, before: Body, status: Body) -> None:
+    """STATUS as a merge patch against BEFORE, conditional on the version read; nothing if equal."""
+    if status != before:
+        meta = incident["metadata"]
+        ref = Ref("AIIncident", meta["namespace"], meta["name"])
+        api.patch_status(ref, merge_patch(before, status), meta["resourceVersion"])
+
+
 def reconcile(
     namespace: str,
     name: str,
@@ -92,9 +100,7 @@ def reconcile(
         advance(ctx)
         if ctx.entries or "mitigations" in status:
             ctx.finish()
-        if status != before:
-            patch = merge_patch(before, status)
-            api.patch_status(ref, patch, incident["metadata"]["resourceVersion"])
+        _write_status(api, incident, before, status)
         return ctx.result
 
     with _lock(namespace, name):
@@ -191,9 +197,7 @@ def amend(
         ctx = IncidentContext(api, incident, copy.deepcopy(before), world or World(),
                               datetime.now(UTC))  # fmt: skip
         change(ctx)
-        if ctx.status != before:
-            patch = merge_patch(before, ctx.status)
-            api.patch_status(ref, patch, incident["metadata"]["resourceVersion"])
+        _write_status(api, incident, before, ctx.status)
 
     with _lock(namespace, name):
         retry.on_conflict(attempt, what=f"the status of incident {namespace}/{name}")
