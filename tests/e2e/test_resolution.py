@@ -126,6 +126,8 @@ def test_resolution_waits_for_healthy_metrics_then_undoes_step_by_step(
         lambda: _replicas(ns) == 2 or _replicas(ns) == 3, 40, "replicas restored before traffic"
     )
     wait_for(lambda: _weights(ns) == {"chat": 50, "chat-fallback": 50}, 20, "the 50% step")
+    # The step is written to the router before the pass's status write: wait for the latter.
+    wait_for(lambda: "UndoStep" in _timeline(ns), 10, "the step recorded")
     assert _condition(ns, "Verified")["status"] == "True"
     wait_for(lambda: _status(ns).get("phase") == "Resolved", 30, "resolved")
     assert kube.get(Ref("VirtualService", ns, "chat"))["spec"] == before
