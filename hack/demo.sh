@@ -11,13 +11,27 @@ k() { kubectl "$@"; }
 if [ -f "$local_dir/operator.pid" ] && kill -0 "$(cat "$local_dir/operator.pid")" 2>/dev/null; then
   echo ">> operator already running (pid $(cat "$local_dir/operator.pid"))"
 else
+  if ! .venv/bin/python -c "import socket; socket.socket().bind(('127.0.0.1', $webhook_port))" 2>/dev/null; then
+    echo "make demo: port $webhook_port is in use by another program; choose another with DEMO_WEBHOOK_PORT=PORT make demo" >&2
+    exit 1
+  fi
   echo ">> starting the operator (log: $local_dir/operator.log)"
   [ -s "$local_dir/webhook-token" ] || (umask 077; head -c 24 /dev/urandom | base64 >"$local_dir/webhook-token")
   nohup .venv/bin/aiincident run --liveness-listen 127.0.0.1:0 \
     --webhook-listen "127.0.0.1:$webhook_port" --webhook-token-file "$local_dir/webhook-token" \
     >"$local_dir/operator.log" 2>&1 &
-  echo $! >"$local_dir/operator.pid"
-  for _ in $(seq 1 60); do curl -fs "http://127.0.0.1:$webhook_port/readyz" >/dev/null && break; sleep 0.5; done
+  pid=$!
+  echo $pid >"$local_dir/operator.pid"
+  for _ in $(seq 1 60); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "make demo: the operator (pid $pid) exited; its log ($local_dir/operator.log) ends:" >&2
+      tail -5 "$local_dir/operator.log" >&2
+      rm -f "$local_dir/operator.pid"
+      exit 1
+    fi
+    curl -fs "http://127.0.0.1:$webhook_port/readyz" >/dev/null && break
+    sleep 0.5
+  done
 fi
 
 echo ">> the model workload, its fallback and a policy (examples/demo/)"
@@ -50,7 +64,13 @@ echo ">> the fix ships (image v43), then the incident is resolved: everything el
 k set image -n demo deployment/chat-llm llm=registry.example/chat-llm:v43 >/dev/null
 k patch aii -n demo chat-harmful-output --type merge \
   -p '{"spec":{"resolution":{"requested":true,"fix":"template restored in v43"}}}' >/dev/null
-for _ in $(seq 1 60); do [ "$(phase)" = Resolved ] && break; sleep 0.5; done
+# Capacity comes back first; traffic returns once the model is ready. The local control
+# plane has no kubelet, so its Pods are marked Ready here, as a kubelet would.
+for _ in $(seq 1 60); do
+  [ "$(phase)" = Resolved ] && break
+  .venv/bin/python hack/mark_ready.py demo app=chat-llm >/dev/null 2>&1 || true
+  sleep 0.5
+done
 k get aii -n demo
 k get deploy,svc -n demo -o wide | sed 's/^/   /'
 echo

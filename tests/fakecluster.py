@@ -4,6 +4,8 @@ As controller-runtime's `client/fake`: objects are plain dicts keyed by (kind,
 namespace, name); writes check and bump resourceVersion (a stale one is a
 Conflict), metadata.generation moves when the spec does, and `deny` makes a verb on
 a kind Forbidden, as RBAC would. Events are kept in `events`. No cluster, no kopf.
+Workloads read back rolled out and ready (as if the controller-manager and the
+kubelets had caught up at once), unless `rollouts_ready` is set False.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class FakeCluster(Access):
         self.denied: set[tuple[str, str]] = set()  # (verb, kind)
         self.writes: list[tuple[str, str]] = []  # (verb, "Kind/name")
         self._rv = itertools.count(1)
+        self.rollouts_ready = True
 
     # --- set-up for tests ----------------------------------------------------------------
 
@@ -88,6 +91,20 @@ class FakeCluster(Access):
         found = self.objects.get((kind, namespace, name))
         return copy.deepcopy(found) if found else None
 
+    def _as_read(self, found: Body | None) -> Body | None:
+        """What a read returns: a workload rolled out and ready, unless rollouts_ready is off."""
+        kind = (found or {}).get("kind")
+        if found and kind in ("Deployment", "StatefulSet") and self.rollouts_ready:
+            wanted = (found.get("spec") or {}).get("replicas", 1)
+            found["status"] = {
+                **(found.get("status") or {}),
+                "observedGeneration": found["metadata"].get("generation", 1),
+                **dict.fromkeys(
+                    ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas"), wanted
+                ),
+            }
+        return found
+
     # --- Access --------------------------------------------------------------------------
 
     def _check(self, verb: str, kind: str, name: str) -> None:
@@ -102,7 +119,7 @@ class FakeCluster(Access):
         if ref.kind not in self.installed:
             return None
         self._check("get", ref.kind, ref.name)
-        return self.obj(ref.kind, ref.namespace, ref.name)
+        return self._as_read(self.obj(ref.kind, ref.namespace, ref.name))
 
     def list(
         self, kind: str, namespace: str | None, label_selector: str = "", field_selector: str = ""
@@ -117,6 +134,12 @@ class FakeCluster(Access):
             and _matches(o["metadata"].get("labels") or {}, label_selector)
             and _fields_match(o, field_selector)
         ]  # fmt: skip
+
+    def list_objects(
+        self, kind: str, namespace: str | None, label_selector: str = "", field_selector: str = ""
+    ) -> list[Body]:
+        """`kube.list_objects`, for code that calls the module (the intake's store)."""
+        return self.list(kind, namespace, label_selector, field_selector)
 
     def create(self, kind: str, namespace: str, body: Body) -> Body:
         self._check("create", kind, body["metadata"]["name"])

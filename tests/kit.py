@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import kubernetes
 
 from ai_incident_operator import GROUP, VERSION
+from ai_incident_operator.bounds import FALLBACK_LABEL
 from ai_incident_operator.errors import APIError
 from ai_incident_operator.localcluster import free_port
 
@@ -31,6 +32,17 @@ OPERATOR_ENV = {
     "AIINCIDENT_RESYNC_SECONDS": "2",
     "AIINCIDENT_PROTECTED_NAMESPACES": PROTECTED_NAMESPACE,
 }
+# The tests' Prometheus, webhook receivers and exporters listen on free ports of
+# 127.0.0.1, named inline by namespaced policies: the operator's URL allowlist (egress)
+# must let those through, in this process and in every operator started. A test that
+# proves a URL is refused sets its own, narrower AIINCIDENT_ALLOWED_URLS.
+LOOPBACK_ALLOWED_URLS = "http://127.0.0.1:*"
+os.environ.setdefault("AIINCIDENT_ALLOWED_URLS", LOOPBACK_ALLOWED_URLS)
+# The fixtures' guardrail image is from registry.local/guardrail: the operators' tenant
+# bounds list it, as an admin lists theirs (tests/tenant-bounds.yaml); a test of the
+# default bounds passes its own --tenant-bounds.
+TEST_TENANT_BOUNDS = str(REPO / "tests" / "tenant-bounds.yaml")
+os.environ.setdefault("AIINCIDENT_TENANT_BOUNDS", TEST_TENANT_BOUNDS)
 
 
 def wait_for(check: Callable[[], T], timeout: float = 30.0, what: str = "condition") -> T:
@@ -95,6 +107,8 @@ class OperatorProcess:
         self.name = name
         self.args = list(args)
         self.env = {**os.environ, **(env or {})}
+        self.env.setdefault("AIINCIDENT_ALLOWED_URLS", LOOPBACK_ALLOWED_URLS)
+        self.env.setdefault("AIINCIDENT_TENANT_BOUNDS", TEST_TENANT_BOUNDS)
         self.port = free_port()
         self.webhook_port = free_port()
         if "--webhook-listen" in self.args:
@@ -111,7 +125,8 @@ class OperatorProcess:
             self.env["AIINCIDENT_WEBHOOK_TOKEN"] = self.webhook_token
         self.proc: subprocess.Popen | None = None
         LOGS.mkdir(parents=True, exist_ok=True)
-        self.log_path = LOGS / f"operator-{name}.log"
+        # One file per test run (pytest process): concurrent runs never write over each other.
+        self.log_path = LOGS / f"operator-{name}-{os.getpid()}.log"
 
     def start(self) -> OperatorProcess:
         log = open(self.log_path, "wb")  # noqa: SIM115 - the child owns it
@@ -218,11 +233,16 @@ def deployment(
     }
 
 
-def service(name: str, app: str, port: int = 80, target_port: int | str = 8000) -> dict:
+def service(
+    name: str, app: str, port: int = 80, target_port: int | str = 8000, fallback: bool | None = None
+) -> dict:
+    """A Service for APP's pods; FALLBACK (default: a name ending in -fallback) labels it as a
+    safe fallback, as a namespace's owner does so that its policies may send traffic there."""
+    fallback = name.endswith("-fallback") if fallback is None else fallback
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": name},
+        "metadata": {"name": name, **({"labels": {FALLBACK_LABEL: "true"}} if fallback else {})},
         "spec": {
             "selector": {"app": app},
             "ports": [{"name": "http", "port": port, "targetPort": target_port}],

@@ -24,18 +24,34 @@ COMMAND_MODULES: tuple[str, ...] = ("validation", "reports")
 def _run(args: argparse.Namespace) -> int:
     import kopf
 
-    from . import handlers, metrics  # noqa: F401 - register the kopf handlers and the metrics watch
+    from . import handlers, memory, metrics  # noqa: F401 - register the kopf handlers, metrics
     from .intake import server as webhook
+
+    memory.limit_arenas()  # before any thread starts
+    memory.start_trimming()
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        settings = webhook.settings_from(
-            args.webhook_listen, args.webhook_token_file, args.insecure_no_auth
-        )
+        settings = webhook.settings_from_args(args)
     except webhook.SettingsError as err:
+        print(f"aiincident: {err}", file=sys.stderr)
+        return 2
+    from . import egress
+
+    try:  # a typo in the URL allowlist must stop the start, never widen or narrow it silently
+        egress.configure(args.allowed_url or [])
+        egress.parse_entries(os.environ.get(egress.ENV, "").split(","))
+    except ValueError as err:
+        print(f"aiincident: --allowed-url / ${egress.ENV}: {err}", file=sys.stderr)
+        return 2
+    from . import bounds
+
+    try:  # a broken bounds file stops the start: never fall back to wider (or other) bounds
+        bounds.configure(bounds.load(args.tenant_bounds))
+    except bounds.BoundsError as err:
         print(f"aiincident: {err}", file=sys.stderr)
         return 2
     kube.load_config()
@@ -129,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept alerts without a bearer token (needed when no token is configured)",
     )
+    from .intake import server as webhook  # the webhook's bounds (--webhook-namespaces, ...)
+
+    webhook.add_arguments(run)
     run.add_argument(
         "--peering",
         metavar="NAME",
@@ -139,6 +158,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         type=int,
         help="this replica's peering priority (default: derived from POD_ID, unique per pod)",
+    )
+    run.add_argument(
+        "--allowed-url",
+        action="append",
+        metavar="PREFIX",
+        help="a URL prefix namespaced policies may call (scheme://host[:port|:*][/path]; "
+        "host may be *.domain; repeatable; also $AIINCIDENT_ALLOWED_URLS, comma-separated)",
+    )
+    run.add_argument(
+        "--tenant-bounds",
+        metavar="FILE",
+        help="what namespaced MitigationPolicies may ask (YAML; default: $AIINCIDENT_TENANT_BOUNDS, "
+        "else the safe defaults: no sidecars, no images, inference env keys, labelled fallbacks)",
     )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(func=_run)

@@ -15,13 +15,14 @@ import copy
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import kopf
 
-from . import GROUP, VERSION, engine, kube
+from . import GROUP, VERSION, bounds, engine, kube
 from . import policy as policies
 from .heldwatch import HeldWatch
 from .investigation.refresh import refresh as refresh_evidence
@@ -79,6 +80,28 @@ def cluster_policies(body: kopf.Body, **_: Any) -> dict[None, dict]:
     return {None: _policy(body)}
 
 
+def named_services(spec: dict[str, Any]) -> set[str]:
+    """The Services a namespaced policy's actions name (routers, fallbacks, sidecar ports)."""
+    names: set[str] = set()
+    for response in spec.get("responses") or []:
+        for action in response.get("actions") or []:
+            router = action.get("router") or {}
+            if router.get("kind") == "Service" and router.get("name"):
+                names.add(router["name"])
+            for part in ("fallback", "servicePort"):
+                if (action.get(part) or {}).get("service"):
+                    names.add(action[part]["service"])
+    return names
+
+
+@kopf.index(*POLICY_KINDS[0])
+def policy_services(
+    namespace: str, name: str, spec: kopf.Spec, **_: Any
+) -> dict[tuple[str, str], str]:
+    """(namespace, Service) -> the policies that name it, so that its arrival re-checks them."""
+    return {(namespace, service): name for service in named_services(dict(spec))}
+
+
 @kopf.index("", "v1", "namespaces")
 def namespace_labels(name: str, labels: kopf.Labels, **_: Any) -> dict[str, dict]:
     return {name: dict(labels)}
@@ -116,6 +139,7 @@ def _world(
         namespace_labels=labels,
         last_released=last_released,
         protected_namespaces=PROTECTED,
+        tenant_bounds=bounds.current(),  # namespaced policies are held to them
     )
 
 
@@ -134,6 +158,7 @@ MAX_BACKOFF = 60.0  # seconds between retries of a failing action, at most
 PERIODIC_WORKERS = int(os.environ.get("AIINCIDENT_PERIODIC_WORKERS", "2"))
 EVIDENCE_DELAY = 1.0  # seconds after an event before its evidence is gathered
 REPAIR_DELAY = 0.2  # seconds: a burst of writes to one object makes one repair
+ENGINE_SLACK = 0.05  # seconds early the engine may run, as the scheduler wakes a little late
 INDEXES = ("namespaced_policies", "cluster_policies", "namespace_labels", "releases")
 _indexes: dict[str, Any] = {}  # kopf's live index views, as the first handler got them
 # kopf's context (its Event poster lives in context variables), as a handler thread has
@@ -141,6 +166,33 @@ _indexes: dict[str, Any] = {}  # kopf's live index views, as the first handler g
 _kopf_context: list[contextvars.Context] = []
 WATCH_NAMESPACES: list[str] = []  # the operator's --namespace list; empty: all
 _failures: dict[tuple[str, str], int] = {}  # consecutive failed passes, for backoff
+# When the engine next needs each incident (monotonic seconds). A scheduled pass runs
+# the engine only when it is due: the pass right after an event gathers the evidence
+# alone, without reading and deciding everything the event's pass just did.
+_engine_due: dict[tuple[str, str], float] = {}
+_engine_lock = threading.Lock()
+
+
+def _want_engine(key: tuple[str, str], seconds: float | None) -> None:
+    """The engine is due on KEY in SECONDS (None: not, as far as this caller knows)."""
+    if seconds is None:
+        return
+    when = time.monotonic() + max(seconds, 0.0)
+    with _engine_lock:
+        if key not in _engine_due or when < _engine_due[key]:
+            _engine_due[key] = when
+    SCHEDULER.after(key, seconds)
+
+
+def _engine_now(key: tuple[str, str]) -> tuple[bool, float | None]:
+    """(whether the engine is due on KEY now, and if not, in how many seconds)."""
+    now = time.monotonic()
+    with _engine_lock:
+        when = _engine_due.get(key)
+        if when is not None and when <= now + ENGINE_SLACK:
+            del _engine_due[key]
+            return True, None
+    return False, None if when is None else when - now
 
 
 def _next_in(key: tuple[str, str], result: engine.Result) -> float | None:
@@ -161,16 +213,19 @@ def _periodic(key: tuple[str, str]) -> float | None:
 
 
 def _scheduled_pass(key: tuple[str, str]) -> float | None:
-    """The engine, then the evidence when it is due (outside the incident's lock)."""
+    """The engine if it is due, then the evidence if it is due (outside the incident's lock)."""
     namespace, name = key
     world = _world(**_indexes)
     api = kube.cluster()
-    try:
-        result = engine.reconcile(namespace, name, world, api=api)
-    except kube.Transient as err:
-        log.info("incident %s/%s: %s; again later", namespace, name, err)
-        result = engine.Result(retry=True)
-    next_in = _next_in(key, result)
+    due, next_in = _engine_now(key)
+    if due:
+        try:
+            result = engine.reconcile(namespace, name, world, api=api)
+        except kube.Transient as err:
+            log.info("incident %s/%s: %s; again later", namespace, name, err)
+            result = engine.Result(retry=True)
+        next_in = _next_in(key, result)
+        _want_engine(key, next_in)
     evidence_in = refresh_evidence(namespace, name, world, api)
     times = [t for t in (next_in, evidence_in) if t is not None]
     return min(times) if times else None
@@ -201,7 +256,7 @@ _held: list[HeldWatch] = []
 @kopf.on.startup(id="start-scheduler")
 def start_scheduler(**_: Any) -> None:
     SCHEDULER.start()
-    watch = HeldWatch(lambda key: SCHEDULER.after(key, REPAIR_DELAY), WATCH_NAMESPACES or None)
+    watch = HeldWatch(lambda key: _want_engine(key, REPAIR_DELAY), WATCH_NAMESPACES or None)
     watch.start()
     _held[:] = [watch]
 
@@ -233,8 +288,8 @@ def incident_changed(namespace: str, name: str, body: kopf.Body, **kwargs: Any) 
     except kube.Transient as err:
         log.info("incident %s/%s: %s; again later", namespace, name, err)
         result = engine.Result(retry=True)
-    SCHEDULER.after(key, _next_in(key, result))
-    # The evidence (and anything a pass found due) comes right after, on the scheduler.
+    _want_engine(key, _next_in(key, result))
+    # The evidence comes right after, on the scheduler.
     SCHEDULER.after(key, EVIDENCE_DELAY)
 
 
@@ -242,7 +297,7 @@ def incident_changed(namespace: str, name: str, body: kopf.Body, **kwargs: Any) 
 def incident_resumed(namespace: str, name: str, **kwargs: Any) -> None:
     """At start-up every incident is looked at once, on the scheduler's workers."""
     _capture(kwargs)
-    SCHEDULER.after((namespace, name), 0)
+    _want_engine((namespace, name), 0)
 
 
 @kopf.on.delete(*INCIDENTS, id="undo-on-delete")
@@ -256,6 +311,8 @@ def incident_deleted(namespace: str, name: str, body: kopf.Body, retry: int, **k
         )
     SCHEDULER.forget((namespace, name))
     _failures.pop((namespace, name), None)
+    with _engine_lock:
+        _engine_due.pop((namespace, name), None)
 
 
 @kopf.index(*INCIDENTS)
@@ -279,6 +336,25 @@ def policy_changed(body: kopf.Body, **_: Any) -> None:
     check_policy(dict(body))
 
 
+def _named_by_a_policy(namespace: str, name: str, policy_services: kopf.Index, **_: Any) -> bool:
+    return (namespace, name) in policy_services
+
+
+@kopf.on.event("", "v1", "services", when=_named_by_a_policy, id="policy-service")
+def policy_service_changed(
+    namespace: str, name: str, policy_services: kopf.Index, namespaced_policies: kopf.Index,
+    **_: Any,
+) -> None:  # fmt: skip
+    """A Service a policy names appeared, changed or went: that policy's Ready is checked again
+    at once (a fallback created after its policy, a fallback label set), not at the recheck."""
+    wanted = set(policy_services.get((namespace, name), []))
+    for body in list(namespaced_policies.get(None, [])):  # the index may change meanwhile
+        meta = body.get("metadata") or {}
+        if meta.get("namespace") == namespace and meta.get("name") in wanted:
+            with contextlib.suppress(kube.NotFound):  # the policy went meanwhile
+                check_policy(copy.deepcopy(body))
+
+
 POLICY_SETTLE = 0.5  # seconds for the index to take the policy's new status
 
 
@@ -290,4 +366,4 @@ def policy_event(body: kopf.Body, open_incidents: kopf.Index, **_: Any) -> None:
     spaces = [namespace] if namespace else list(open_incidents)
     for ns in spaces:
         for name in open_incidents.get(ns, []):
-            SCHEDULER.after((ns, name), POLICY_SETTLE)
+            _want_engine((ns, name), POLICY_SETTLE)

@@ -12,6 +12,7 @@ scheduled pass (its evidence refresh).
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import threading
 from collections.abc import Callable
@@ -37,13 +38,25 @@ def contested_holders(obj: dict) -> list[tuple[str, str]]:
     return found
 
 
+def watched(namespace: str, patterns: list[str]) -> bool:
+    """Whether kopf's namespace PATTERNS (globs; `!glob` excludes) take NAMESPACE (pure)."""
+    include = [p for p in patterns if not p.startswith("!")]
+    exclude = [p[1:] for p in patterns if p.startswith("!")]
+    return (not include or any(fnmatch.fnmatchcase(namespace, p) for p in include)) and not any(
+        fnmatch.fnmatchcase(namespace, p) for p in exclude
+    )
+
+
 class HeldWatch:
     """Watch threads, one per kind (and per namespace when the operator is limited)."""
 
     def __init__(self, on_contested: Callable[[tuple[str, str]], None],
                  namespaces: list[str] | None = None) -> None:  # fmt: skip
         self.on_contested = on_contested
-        self.namespaces = namespaces or [None]
+        # kopf's --namespace may be a glob (`t-*`): then one cluster-wide watch, filtered here.
+        self.patterns = [n for n in namespaces or [] if any(c in n for c in "*?[!")]
+        self.namespaces = [None] if self.patterns or not namespaces else list(namespaces)
+        self.wanted = list(namespaces or [])
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -96,5 +109,8 @@ class HeldWatch:
         return (answer.get("metadata") or {}).get("resourceVersion", "")
 
     def _check(self, obj: dict) -> None:
+        namespace = (obj.get("metadata") or {}).get("namespace", "")
+        if self.patterns and not watched(namespace, self.wanted):
+            return
         for key in contested_holders(obj):
             self.on_contested(key)

@@ -39,6 +39,18 @@ class ConfigError(RuntimeError):
     """No usable cluster configuration; the message says what to do."""
 
 
+def current_user() -> str:
+    """Who the kubeconfig says the user is (its current context's user), as kubectl shows it."""
+    try:
+        _, active = kubernetes.config.list_kube_config_contexts(
+            config_file=(os.environ.get("KUBECONFIG") or "").split(os.pathsep)[0] or None
+        )
+        user = ((active or {}).get("context") or {}).get("user")
+    except (kubernetes.config.ConfigException, OSError, TypeError):
+        user = None
+    return user or os.environ.get("USER") or "unknown"
+
+
 def load_config() -> None:
     """Load configuration as kubectl does: KUBECONFIG (or ~/.kube/config), else in-cluster."""
     kubeconfig = os.environ.get("KUBECONFIG")

@@ -28,10 +28,21 @@ prometheus_client.disable_created_metrics()  # no *_created series: noise on eve
 ALERTS = Counter(
     "aiincident_alerts_received",
     "Alerts posted to the webhook, by result: created, updated or unchanged (the incident "
-    "they went to), rejected (bad input), unavailable (the apiserver was away; Alertmanager retries)",
+    "they went to), rejected (bad input), refused (outside the sender's namespaces), "
+    "forbidden (the operator's RBAC does not cover their namespace), limited (beyond the new "
+    "incidents per minute: 429, Alertmanager retries), unavailable (the apiserver was away; "
+    "Alertmanager retries)",
     ["result"],
 )
+# Labels here come from fixed sets (status codes the intake answers, reasons below), never
+# from request input: a sender cannot grow the number of series.
 REQUESTS = Counter("aiincident_webhook_requests", "Webhook requests by HTTP status", ["code"])
+CONNECTIONS_CLOSED = Counter(
+    "aiincident_webhook_connections_closed",
+    "Webhook connections the server closed, by reason: too_many (beyond the connection cap), "
+    "header_timeout, body_timeout (a client too slow to send its request)",
+    ["reason"],
+)
 UNMAPPED = Counter(
     "aiincident_alerts_unmapped",
     "Alerts that named no workload, filed as incidents in the operator's namespace",

@@ -80,6 +80,7 @@ def _durations(spec: dict[str, Any]) -> list[tuple[str, str]]:
         ("safety.cooldown", (spec.get("safety") or {}).get("cooldown")),
         ("resolution.verification.window", (resolution.get("verification") or {}).get("window")),
         ("resolution.undo.stepInterval", (resolution.get("undo") or {}).get("stepInterval")),
+        ("resolution.undo.readyTimeout", (resolution.get("undo") or {}).get("readyTimeout")),
         ("evidence.lookback", (spec.get("evidence") or {}).get("lookback")),
         ("review.dueWithin", (spec.get("review") or {}).get("dueWithin")),
         ("regulatory.reportWithin", (spec.get("regulatory") or {}).get("reportWithin")),
@@ -131,6 +132,15 @@ def select(
             p["metadata"]["name"],
         ),
     )
+
+
+def select_for(
+    policies: list[Body], namespace: str, namespace_labels: dict[str, str]
+) -> Body | None:
+    """The winning ready policy of NAMESPACE whatever the target (for an incident without one)."""
+    widened = [{**p, "spec": {**(p.get("spec") or {}), "targetSelector": {}}} for p in policies]
+    chosen = select(widened, namespace, namespace_labels, [{"metadata": {}}])
+    return policies[widened.index(chosen)] if chosen is not None else None
 
 
 def describe(body: Body) -> str:

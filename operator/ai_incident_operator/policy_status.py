@@ -2,14 +2,17 @@
 
 Called by `handlers` whenever a policy changes and periodically. An invalid policy
 gets `Ready=False` with every problem in the message and is not used by the engine
-(`policy.select` takes only ready policies).
+(`policy.select` takes only ready policies). A namespaced policy that asks for more
+than the tenant bounds allow (`bounds`) gets `Ready=False/OutsideTenantBounds`, each
+problem and what an admin can do in the message; the periodic re-check sees objects
+that changed since (a fallback's label, the ConfigMaps a target reads).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from . import events, kube
+from . import bounds, egress, events, kube
 from . import policy as policies
 from .access import Access
 from .conditions import set_condition
@@ -48,17 +51,52 @@ def cluster_problems(body: dict[str, Any], api: Access | None = None) -> list[st
     return problems
 
 
+def tenant_problems(
+    body: dict[str, Any], api: Access | None = None, limits: bounds.TenantBounds | None = None
+) -> list[str]:
+    """What a namespaced policy asks beyond the tenant bounds: alone, then on its targets."""
+    if not bounds.applies(body):
+        return []  # a ClusterMitigationPolicy: written by cluster admins, trusted
+    limits = limits or bounds.current()
+    spec = body.get("spec") or {}
+    namespace = body["metadata"].get("namespace")
+    found = bounds.problems(spec, namespace, limits)
+    if namespace is None:
+        return found
+    api = api or kube.cluster()
+    selector = policies.selector_string(spec.get("targetSelector") or {})
+    targets = api.list("Deployment", namespace, selector)
+    for i, response in enumerate(spec.get("responses") or []):
+        for j, action in enumerate(response.get("actions") or []):
+            where = f"responses[{i}].actions[{j}] ({action.get('type')})"
+            for target in targets:
+                found += [
+                    f"{where}: {p}"
+                    for p in bounds.object_problems(
+                        action, namespace, target, api.get, limits, targets
+                    )
+                ]
+    return list(dict.fromkeys(found))  # once each, in order
+
+
 def check_policy(body: dict[str, Any]) -> None:
-    problems = policies.validate(body.get("spec") or {}) or cluster_problems(body)
+    invalid = policies.validate(body.get("spec") or {})
+    problems = invalid or cluster_problems(body)
+    # A tenant's inline URLs outside the operator's allowlist (egress): the policy is not used.
+    problems = [*problems, *egress.policy_problems(body)]
+    outside = [] if invalid else tenant_problems(body)
     meta = body["metadata"]
     generation = meta.get("generation")
     status = dict(body.get("status") or {})
     if problems:
-        reason, message = "Invalid", "; ".join(problems)
+        reason, message = "Invalid", "; ".join(problems + outside)
+    elif outside:
+        reason, message = bounds.REASON, "; ".join(outside) + f". {bounds.ADMIN_HINT}"
     else:
         reason, message = "Valid", "policy is valid and in use"
+    ready = not problems and not outside
     conditions = set_condition(
-        status.get("conditions"), "Ready", not problems, reason, message, generation=generation
+        status.get("conditions"), "Ready", ready, reason, message, generation=generation
     )
     new = {"conditions": conditions, "observedGeneration": generation}
     if (
@@ -68,7 +106,7 @@ def check_policy(body: dict[str, Any]) -> None:
         return
     kube.patch_status(Ref(body["kind"], meta.get("namespace", ""), meta["name"]), new)
     was_ready = policies.is_ready(body)
-    if problems:
-        events.record(body, "Invalid", message, warning=True)
+    if not ready:
+        events.record(body, reason, message, warning=True)
     elif not was_ready:
         events.record(body, "Valid", message)

@@ -94,6 +94,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     resolve.add_argument("-n", "--namespace", help="default: the kubeconfig's namespace")
     resolve.add_argument("--root-cause", metavar="TEXT", help="what caused it")
     resolve.add_argument("--fix", metavar="TEXT", help="what fixed it")
+    resolve.add_argument(
+        "--skip-verification",
+        action="store_true",
+        help="give traffic back without waiting for readiness or the verification checks "
+        "(recorded in the timeline, with who)",
+    )
+    resolve.add_argument("--by", metavar="WHO", help="who asks (default: the kubeconfig's user)")
     resolve.set_defaults(func=_command(_resolve))
 
     review_cmd = _parser(subparsers, "review", "print an incident's post-incident review document")
@@ -502,6 +509,9 @@ def _resolve(args: argparse.Namespace) -> int:
         resolution["rootCause"] = args.root_cause
     if args.fix:
         resolution["fix"] = args.fix
+    resolution["by"] = args.by or kube.current_user()
+    if args.skip_verification:
+        resolution["skipVerification"] = True
     kube.patch(Ref("AIIncident", args.namespace, args.name), {"spec": {"resolution": resolution}})
     print(
         f"aiincident {args.namespace}/{args.name}: resolution requested; the operator undoes its mitigations"

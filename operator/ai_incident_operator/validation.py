@@ -35,9 +35,10 @@ from typing import Any
 
 import yaml
 
-from . import GROUP, kube
+from . import GROUP, bounds, kube
 from . import policy as policies
 from .access import Access, ReadOnly
+from .bounds import TenantBounds
 from .errors import APIError
 from .resources import Ref
 from .times import parse_time
@@ -45,6 +46,10 @@ from .times import parse_time
 Body = dict[str, Any]
 KINDS = ("AIIncident", "MitigationPolicy", "ClusterMitigationPolicy")
 CRDS_ENV = "AIINCIDENT_CRDS_DIR"
+BOUNDS_HELP = (
+    "the operator's tenant bounds for namespaced MitigationPolicies (YAML; default: "
+    f"${bounds.ENV}, else the safe defaults)"
+)
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -213,8 +218,14 @@ class Report:
     skipped: int = 0  # documents of other kinds (a kustomization, a Deployment, ...)
 
 
-def document_problems(doc: Body, schemas: dict[tuple[str, str], Body]) -> list[str]:
-    """Problems of one AIIncident or (Cluster)MitigationPolicy, as "path: problem" (no file)."""
+def document_problems(
+    doc: Body, schemas: dict[tuple[str, str], Body], limits: TenantBounds | None = None
+) -> list[str]:
+    """Problems of one AIIncident or (Cluster)MitigationPolicy, as "path: problem" (no file).
+
+    With LIMITS, a MitigationPolicy is also held to those tenant bounds, as the operator
+    holds it (what the policy says alone; its objects are the cluster's to tell).
+    """
     kind, api_version = doc.get("kind"), doc.get("apiVersion")
     served = sorted(v for v, k in schemas if k == kind)
     if (api_version, kind) not in schemas:
@@ -239,6 +250,12 @@ def document_problems(doc: Body, schemas: dict[tuple[str, str], Body]) -> list[s
         if "unknown action type" in problem and f"{head}.type" in failed_paths:
             continue
         problems.append(problem)
+    if limits is not None and doc.get("kind") == "MitigationPolicy" and not semantic:
+        namespace = (doc.get("metadata") or {}).get("namespace")
+        problems += [
+            f"spec.{p} (outside the tenant bounds)"
+            for p in bounds.problems(doc.get("spec") or {}, namespace, limits)
+        ]
     return problems
 
 
@@ -296,7 +313,9 @@ def _parse(label: str, text: str) -> Iterator[tuple[str, int, Any]]:
         yield label, n + 1, err
 
 
-def validate_sources(sources: list[str], schemas: dict[tuple[str, str], Body]) -> Report:
+def validate_sources(
+    sources: list[str], schemas: dict[tuple[str, str], Body], limits: TenantBounds | None = None
+) -> Report:
     report = Report()
     for source in sources:
         try:
@@ -316,7 +335,7 @@ def validate_sources(sources: list[str], schemas: dict[tuple[str, str], Body]) -
                     report.skipped += 1 if item is not None else 0
                     continue
                 report.checked += 1
-                problems = document_problems(item, schemas)
+                problems = document_problems(item, schemas, limits)
                 if problems:
                     report.invalid += 1
                     report.errors += [f"{item_where}: {p}" for p in problems]
@@ -339,15 +358,18 @@ def _ours(doc: Any) -> bool:
 def _cmd_validate(args: argparse.Namespace) -> int:
     try:
         schemas = load_schemas(args.crds)
-    except FileNotFoundError as err:
+        limits = bounds.load(args.tenant_bounds)
+    except (FileNotFoundError, bounds.BoundsError) as err:
         print(f"aiincident validate: {err}", file=sys.stderr)
         return 2
-    report = validate_sources(args.files, schemas)
+    report = validate_sources(args.files, schemas, limits)
     for line in report.errors:
         print(line)
     summary = f"{report.checked} document(s) checked, {report.invalid} invalid"
     if report.skipped:
         summary += f", {report.skipped} of other kinds skipped"
+    if any("(outside the tenant bounds)" in line for line in report.errors):
+        summary += f"; outside the tenant bounds: {bounds.ADMIN_HINT}"
     if not args.quiet or report.errors:
         print(summary, file=sys.stderr)
     return 1 if report.invalid else 0
@@ -426,15 +448,17 @@ def simulate(
     namespace: str | None = None,
     api: Access | None = None,
     now: datetime | None = None,
+    limits: TenantBounds | None = None,
 ) -> Body:
     """What the operator would do; reads the cluster, writes nothing. A JSON-able dict.
 
     The engine's own decision (`engine.decide`) and step runner (`engine.steps.run`,
     dry run) over a read-only access: a change to a gate changes both or neither.
+    LIMITS: the tenant bounds the operator holds namespaced policies to (None: none).
     """
     from . import engine
     from .engine.steps import run
-    from .policy_status import cluster_problems
+    from .policy_status import cluster_problems, tenant_problems
 
     api = ReadOnly(api or kube.cluster())
     incident = json.loads(json.dumps(incident_body))
@@ -470,6 +494,9 @@ def simulate(
         not_ready = policies.validate(policy_obj.get("spec") or {}) or cluster_problems(
             policy_obj, api
         )
+        if limits is not None and not not_ready:
+            outside = tenant_problems(policy_obj, api, limits)
+            not_ready += [f"{p} (outside the tenant bounds)" for p in outside]
     except APIError as err:  # e.g. Forbidden: the check is advice, the plan still helps
         not_ready = []
         notes.append(f"could not check the policy against the cluster: {err.message}")
@@ -485,6 +512,7 @@ def simulate(
         namespace_labels=lambda _: labels,
         last_released=_last_released(api, ns),
         protected_namespaces=protected_namespaces(),
+        tenant_bounds=limits,
     )
     decision = engine.decide(incident, {}, targets, world, now or datetime.now(UTC))
     if decision.policy is None:
@@ -557,11 +585,12 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             return 1
         policy_body = _single(args.policy, ("MitigationPolicy", "ClusterMitigationPolicy"))
         incident_body = _single(args.incident, ("AIIncident",))
+        limits = bounds.load(args.tenant_bounds)
     except (FileNotFoundError, ValueError, OSError) as err:
         print(f"aiincident simulate: {err}", file=sys.stderr)
         return 2
     kube.load_config()
-    result = simulate(policy_body, incident_body, args.namespace)
+    result = simulate(policy_body, incident_body, args.namespace, limits=limits)
     if args.output == "json":
         print(json.dumps(result, indent=2))
     else:
@@ -582,6 +611,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     validate.add_argument("--crds", metavar="DIR", help="folder with the CRDs (default: packaged)")
     validate.add_argument("-q", "--quiet", action="store_true", help="print problems only")
+    validate.add_argument("--tenant-bounds", metavar="FILE", help=BOUNDS_HELP)
     validate.set_defaults(func=_cmd_validate)
 
     simulate_cmd = subparsers.add_parser(
@@ -601,4 +631,5 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     simulate_cmd.add_argument("-o", "--output", choices=["text", "json"], default="text")
     simulate_cmd.add_argument("--crds", metavar="DIR", help="folder with the CRDs")
+    simulate_cmd.add_argument("--tenant-bounds", metavar="FILE", help=BOUNDS_HELP)
     simulate_cmd.set_defaults(func=_cmd_simulate)

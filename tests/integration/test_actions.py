@@ -371,7 +371,11 @@ def channels(namespace, hook, monkeypatch) -> dict:
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "oncall-hook"},
+            # Shared with the policy's namespace (egress): else it is not available to it.
+            "metadata": {
+                "name": "oncall-hook",
+                "annotations": {"aiincident.io/allowed-namespaces": namespace},
+            },
             "data": {"url": url},
         },
     )
@@ -416,8 +420,10 @@ def test_notify_names_each_failing_channel_and_why(namespace, hook, channels):
     outcome = REGISTRY["Notify"].apply(context(namespace, spec, channels))
     assert outcome.state == "Failed"
     assert outcome.message == (
-        "notified oncall; failed: broken (HTTP 500 boom (after 4 tries)), "
-        f"unset (Secret {namespace}/nope not found)"
+        "notified oncall; failed: broken (HTTP 500 (after 4 tries)), "
+        f"unset (Secret nope (key url) is not available to namespace {namespace}: an admin "
+        "must create it in the operator's namespace with annotation "
+        f"aiincident.io/allowed-namespaces naming {namespace})"
     )
     assert len(hook.bodies["/broken"]) == 4
     assert len(hook.bodies["/oncall"]) == 1

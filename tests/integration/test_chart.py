@@ -150,7 +150,8 @@ def test_namespaced_rbac_renders_roles_and_namespace_flags():
         "customresourcedefinitions",
     }  # fmt: skip
     failed = helm("template", RELEASE, str(CHART), "--set", "rbac.namespaced=true", check=False)
-    assert failed.returncode != 0 and "needs watchNamespaces" in failed.stderr
+    # values.schema.json mirrors the template's check (test_chart_lint.py).
+    assert failed.returncode != 0 and "/watchNamespaces" in failed.stderr
 
 
 def test_peering_with_more_than_one_replica():
@@ -188,7 +189,7 @@ def test_optional_parts_render():
     } == alerts
     # Prometheus's own templates reach it untouched.
     assert "{{ $labels.namespace }}" in json.dumps(rule)
-    (dashboard,) = find(docs, "ConfigMap")
+    (dashboard,) = [c for c in find(docs, "ConfigMap") if "tenant-bounds" not in c["metadata"]["name"]]  # fmt: skip
     assert dashboard["metadata"]["namespace"] == "monitoring"
     assert json.loads(dashboard["data"]["ai-incidents.json"])["panels"]
     (policy,) = find(docs, "NetworkPolicy")
@@ -285,7 +286,10 @@ def run_as_sa(name: str, kubeconfig: Path, *namespaces: str) -> OperatorProcess:
 
 
 def setup_model(ns: str, policy: dict) -> None:
-    kube.create("Deployment", ns, deployment("chat-llm", LABELS))
+    model = deployment("chat-llm", LABELS)
+    # The model reads chat-config: a namespaced policy changes only ConfigMaps its target uses.
+    model["spec"]["template"]["spec"]["volumes"] = [{"name": "config", "configMap": {"name": "chat-config"}}]  # fmt: skip
+    kube.create("Deployment", ns, model)
     kube.create("Service", ns, service("chat", "chat-llm"))
     kube.create("Service", ns, service("chat-fallback", "chat-fallback"))
     kube.create("VirtualService", ns, virtual_service("chat", "chat"))
@@ -424,11 +428,13 @@ def test_install_keeps_token_and_sa_mitigates_with_least_privilege(
     assert dep["spec"]["template"]["spec"]["serviceAccountName"] == SA
     token = token_of_release()
     assert len(token) >= 32
-    install()  # an upgrade keeps the generated token
+    # An upgrade keeps the generated token. Writes where this test mitigates (the default
+    # grants none), and Notify's Secret by name (test_chart_rbac.py checks the limits).
+    install(f"rbac.writeNamespaces={{{ns}}}", f"rbac.secretNames={{oncall-{ns}}}")
     assert token_of_release() == token
 
     # Refused: what the operator has no business doing.
-    assert can_i("get", "secrets", RELEASE_NS)
+    assert can_i("get", f"secrets/oncall-{ns}", RELEASE_NS)
     assert can_i("update", "deployments", ns) and can_i("update", "virtualservices", ns)
     assert can_i("list", "aiincidents", None) and can_i("patch", "aiincidents/status", ns)
     for verb, resource, where in [
@@ -451,7 +457,8 @@ def test_install_keeps_token_and_sa_mitigates_with_least_privilege(
 
     # Allowed: the whole severity-1 scenario, with a notification through a Secret in the
     # operator's namespace and an extra PrometheusRule when the CRD is there.
-    kube.create("Secret", RELEASE_NS, {"metadata": {"name": f"oncall-{ns}"}, "stringData": {"url": f"{hook.url}/oncall"}})  # fmt: skip
+    shared = {"aiincident.io/allowed-namespaces": ns}  # a namespaced policy names it
+    kube.create("Secret", RELEASE_NS, {"metadata": {"name": f"oncall-{ns}", "annotations": shared}, "stringData": {"url": f"{hook.url}/oncall"}})  # fmt: skip
     extra = [{"type": "Notify", "channels": ["oncall"]}]
     expect = {"TrafficShift", "ScaleToZero", "Notify"}
     if kube.kind_installed("PrometheusRule"):
@@ -487,7 +494,8 @@ def test_namespaced_rbac_mode(release, local_cluster, solo_namespace, tmp_path):
         assert kube.get(Ref("Deployment", RELEASE_NS, RELEASE))["spec"]["template"]["spec"][
             "containers"
         ][0]["args"][-2:] == ["--namespace", ns]
-        assert can_i("update", "deployments", ns) and can_i("get", "secrets", RELEASE_NS)
+        assert can_i("update", "deployments", ns)
+        assert can_i("get", f"secrets/{RELEASE}-webhook", RELEASE_NS)
         assert not can_i("update", "deployments", other)
         assert not can_i("get", "services", other)
         assert not can_i("list", "deployments", None)

@@ -148,11 +148,18 @@ def chart_rules(ns: str) -> tuple[list[dict], list[dict]]:
 
 def deployment_verbs(rules: list[dict], verbs: list[str]) -> list[dict]:
     """RULES with the verbs on apps/deployments replaced by VERBS."""
-    out = copy.deepcopy(rules)
-    found = [r for r in out if "apps" in r["apiGroups"] and "deployments" in r["resources"]]
-    assert len(found) == 1 and found[0]["resources"] == ["deployments"], found
-    found[0]["verbs"] = verbs
-    return out
+    out = []
+    for rule in copy.deepcopy(rules):  # the chart grants reads and writes in separate rules
+        if "apps" in rule.get("apiGroups", []) and "deployments" in rule.get("resources", []):
+            rule["resources"] = [r for r in rule["resources"] if r != "deployments"]
+            if not rule["resources"]:
+                continue
+        out.append(rule)
+    found = [
+        r for r in rules if "apps" in r.get("apiGroups", []) and "deployments" in r["resources"]
+    ]
+    assert found and {"update"} <= {v for r in found for v in r["verbs"]}, found
+    return [*out, {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": verbs}]
 
 
 def can_i(verb: str, resource: str, ns: str) -> bool:

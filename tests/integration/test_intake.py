@@ -22,7 +22,7 @@ from ai_incident_operator.intake import mapping
 from ai_incident_operator.kube import Ref
 
 from alertkit import Webhook, am_alert, am_payload, wait_ready
-from kit import LOGS, OPERATOR_ENV, OperatorProcess, deployment, free_port, policy_body, wait_for
+from kit import OPERATOR_ENV, OperatorProcess, deployment, free_port, policy_body, wait_for
 
 pytestmark = pytest.mark.integration
 LABELS = {"app.kubernetes.io/part-of": "chat"}
@@ -392,11 +392,12 @@ def test_concurrent_deliveries_from_two_clients_fold_into_one_incident_each(
 
 def test_two_replicas_fold_the_same_alerts_into_one_incident(hook, intake, intake_namespace):
     ns = intake_namespace
-    # A second replica with the same token; it need not watch anything to take alerts.
+    # A second replica with the same token. Its --namespace bounds its intake too, so it
+    # watches the test's namespace (beside the session's operator: both handle it).
     replica = OperatorProcess(
         f"intake-replica-{ns}",
         "--namespace",
-        "nothing-*",
+        ns,
         env={**OPERATOR_ENV, "AIINCIDENT_NAMESPACE": intake.env["AIINCIDENT_NAMESPACE"]},
         webhook_token=intake.webhook_token,
     ).start()
@@ -563,11 +564,13 @@ def test_an_unreachable_apiserver_gets_503_so_alertmanager_retries(cluster, tmp_
         client = Webhook.of(proc)
         ready = client.get("/readyz")
         assert ready.status == 503 and "apiserver" in ready.body["reason"]
-        reply = client.post(am_payload(am_alert(namespace="prod", deployment="chat-llm")))
+        # (A namespace it watches: alerts for others are refused before any write.)
+        alert = am_alert(namespace="nothing-prod", deployment="chat-llm")
+        reply = client.post(am_payload(alert))
         assert reply.status == 503, reply.body
         assert reply.body["field"] == "apiserver" and reply.headers["retry-after"] == "5"
         # Bad input is still the sender's problem, not a 5xx.
         assert client.post(raw=b"{").status == 400
     finally:
         proc.stop()
-    assert (LOGS / "operator-intake-no-apiserver.log").exists()
+    assert proc.log_path.exists()

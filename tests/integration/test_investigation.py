@@ -22,6 +22,7 @@ from ai_incident_operator import kube, ledger, review
 from ai_incident_operator.investigation import evidence, hypotheses
 from ai_incident_operator.kube import Ref
 
+import kubelet
 from kit import create_incident, deployment, free_port, kubectl, wait_for
 
 pytestmark = pytest.mark.integration
@@ -215,8 +216,8 @@ def test_an_edited_prompt_template_ranks_first(solo_namespace):
 
 def test_unavailable_replicas_rank_first(solo_namespace):
     ns = solo_namespace
+    kubelet.hold(ns)  # the pods are created and stay Pending, never available
     make_model(ns, replicas=3)
-    # No kubelet here: the pods are created and stay Pending, never available.
     wait_for(
         lambda: (
             (kube.get(Ref("Deployment", ns, "chat-llm")).get("status") or {}).get(

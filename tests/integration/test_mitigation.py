@@ -7,7 +7,6 @@ fallback Service and an Istio VirtualService (real upstream CRD).
 from __future__ import annotations
 
 import contextlib
-import json
 
 import kubernetes
 import pytest
@@ -387,7 +386,10 @@ def test_cross_namespace_target_is_refused(namespace, operator):
         "refused",
     )
     assert snapshot(namespace) == before
-    assert json.dumps(incident)  # readable
+    refused = {c["type"]: c for c in get_incident(namespace, "x")["status"]["conditions"]}
+    assert "open the incident in the target's namespace" in refused["Triaged"]["message"]
+    assert not get_incident(namespace, "x")["status"].get("mitigations")
+    assert incident["status"]["phase"] == "Detected"
 
 
 def test_approval_gate(namespace, operator):

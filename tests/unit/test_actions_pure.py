@@ -16,6 +16,7 @@ from ai_incident_operator import ledger
 from ai_incident_operator.actions import config, guardrail, monitoring, notify
 from ai_incident_operator.actions.base import REGISTRY, ActionContext, ActionError, Change
 from ai_incident_operator.resources import Ref
+
 from fakecluster import FakeCluster
 
 NS = "prod"
@@ -596,14 +597,14 @@ def test_post_retries_server_errors_with_backoff(hook):
 def test_post_gives_up_after_four_tries(hook):
     hook.script["/down"] = [500]
     pauses: list[float] = []
-    with pytest.raises(notify.NotifyError, match=r"^HTTP 500 boom \(after 4 tries\)$"):
+    with pytest.raises(notify.NotifyError, match=r"^HTTP 500 \(after 4 tries\)$"):
         notify.post(f"{hook.url}/down", {}, sleep=pauses.append)
     assert pauses == [0.5, 1.0, 2.0]
 
 
 def test_post_does_not_retry_a_client_error_but_does_retry_429(hook):
     hook.script["/gone"] = [404]
-    with pytest.raises(notify.NotifyError, match=r"^HTTP 404 no_service$"):
+    with pytest.raises(notify.NotifyError, match=r"^HTTP 404$"):
         notify.post(f"{hook.url}/gone", {}, sleep=lambda s: None)
     assert len(hook.bodies["/gone"]) == 1
     hook.script["/busy"] = [429, 200]
@@ -639,12 +640,12 @@ def test_channel_url_reads_the_secret_in_the_operator_namespace(monkeypatch):
     fake.add({"kind": "Secret", "metadata": {"name": "hook", "namespace": NS}, "data": {}})
     monkeypatch.setenv("AIINCIDENT_NAMESPACE", "aiincident-system")
     channel = POLICY["notifications"]["channels"][0]
-    assert notify.channel_url(fake, channel) == "https://hooks.example/x"
+    assert notify.channel_url(fake, channel, None) == "https://hooks.example/x"
     assert fake.seen == [Ref("Secret", "aiincident-system", "hook")]
     fake.add({"kind": "Secret", "metadata": {"name": "hook", "namespace": "aiincident-system"},
               "data": {}})  # fmt: skip
     with pytest.raises(notify.NotifyError, match=r"^Secret aiincident-system/hook has no key url$"):
-        notify.channel_url(fake, channel)
+        notify.channel_url(fake, channel, None)
 
 
 @pytest.fixture
@@ -669,7 +670,7 @@ def test_notify_reports_each_channel_and_never_raises(hook, hooks):
     outcome = NOTIFY.apply(ActionContext(INCIDENT, DEPLOYMENT, spec, hooks, api=fake))
     assert outcome.state == "Failed" and outcome.changed
     assert outcome.message == (
-        "notified oncall; failed: pager (HTTP 500 boom (after 4 tries)), "
+        "notified oncall; failed: pager (HTTP 500 (after 4 tries)), "
         "ghost (not defined in the policy's notifications.channels)"
     )
     assert fake.events == [

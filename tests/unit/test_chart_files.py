@@ -82,8 +82,17 @@ def test_gitops_example_builds_and_validates():
     ).stdout
     kinds = sorted(d["kind"] for d in yaml.safe_load_all(built) if d)
     assert kinds == ["ClusterMitigationPolicy", "MitigationPolicy", "MitigationPolicy"]
+    bounds = str(REPO / "examples" / "gitops" / "tenant-bounds.yaml")  # the sidecar's registry
     checked = subprocess.run(
-        [sys.executable, "-m", "ai_incident_operator.cli", "validate", "-"],
+        [
+            sys.executable,
+            "-m",
+            "ai_incident_operator.cli",
+            "validate",
+            "-",
+            "--tenant-bounds",
+            bounds,
+        ],
         input=built,
         capture_output=True,
         text=True,

@@ -19,6 +19,7 @@ from ai_incident_operator import metrics
 from ai_incident_operator.intake import mapping, server, store
 from ai_incident_operator.intake.mapping import Key, PayloadError, parse
 from ai_incident_operator.resources import Ref
+
 from fakecluster import FakeCluster
 
 OPS = "aiincident-system"
@@ -363,10 +364,10 @@ def test_the_webhook_answers_422_when_no_alert_is_good(fake):
 def test_a_group_the_apiserver_refuses_does_not_cost_the_others(fake, monkeypatch):
     real = store.deliver
 
-    def deliver(group, payload, ns):
+    def deliver(group, payload, ns, *admission):
         if group.key.target == "deployment/refused":
             raise store.Rejected("spec.alerts: too large")
-        return real(group, payload, ns)
+        return real(group, payload, ns, *admission)
 
     monkeypatch.setattr(store, "deliver", deliver)
     settings = server.WebhookSettings("127.0.0.1", 0, token="t", operator_namespace=OPS)

@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ai_incident_operator import engine, validation
+
 from fakecluster import FakeCluster
 
 NS = "prod"

@@ -15,8 +15,8 @@ from ai_incident_operator import cli, validation
 from ai_incident_operator.access import ReadOnly
 from ai_incident_operator.errors import ReadOnlyRefused
 from ai_incident_operator.resources import Ref
-from fakecluster import FakeCluster
 
+from fakecluster import FakeCluster
 from kit import REPO
 
 SCHEMAS = validation.load_schemas()
@@ -179,7 +179,9 @@ def test_folders_stdin_lists_other_kinds_and_broken_yaml(tmp_path):
 
 
 def test_every_example_is_valid():
-    result = run("validate", str(REPO / "examples"))
+    # The gitops example's GuardrailSidecar needs its registry in the tenant bounds.
+    bounds = str(REPO / "examples" / "gitops" / "tenant-bounds.yaml")
+    result = run("validate", "--tenant-bounds", bounds, str(REPO / "examples"))
     assert result.returncode == 0, result.stdout
     assert "0 invalid" in result.stderr
 

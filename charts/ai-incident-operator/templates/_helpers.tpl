@@ -60,10 +60,4 @@ app.kubernetes.io/part-of: ai-incident-operator
 {{- if or .Values.peering.enabled (gt (int .Values.replicaCount) 1) }}true{{ end }}
 {{- end }}
 
-{{/* The namespaces the namespaced RBAC mode grants Roles in: watchNamespaces, no duplicates. */}}
-{{- define "aio.roleNamespaces" -}}
-{{- if and .Values.rbac.namespaced (not .Values.watchNamespaces) }}
-{{- fail "rbac.namespaced: true needs watchNamespaces: the Roles are created in those namespaces" }}
-{{- end }}
-{{- .Values.watchNamespaces | uniq | toJson }}
-{{- end }}
+{{/* Where the RBAC rules are granted: aio.rbac.* in _rbac-rules.tpl. */}}

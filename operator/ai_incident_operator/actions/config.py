@@ -50,6 +50,25 @@ def uses_configmap(pod_spec: dict[str, Any], name: str) -> bool:
     return False
 
 
+def env_names_of_key(pod_spec: dict[str, Any], name: str, key: str) -> set[str]:
+    """The environment variables that KEY of ConfigMap NAME becomes in the pods.
+
+    `envFrom` turns every key into a variable (its `prefix` put before it); an env
+    var's `configMapKeyRef` takes one key. A key read only as a file (a volume) is
+    in no variable.
+    """
+    found: set[str] = set()
+    for c in (pod_spec.get("containers") or []) + (pod_spec.get("initContainers") or []):
+        for source in c.get("envFrom") or []:
+            if (source.get("configMapRef") or {}).get("name") == name:
+                found.add(f"{source.get('prefix') or ''}{key}")
+        for env in c.get("env") or []:
+            ref = (env.get("valueFrom") or {}).get("configMapKeyRef") or {}
+            if ref.get("name") == name and ref.get("key") == key and env.get("name"):
+                found.add(env["name"])
+    return found
+
+
 def _digest(data: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -89,9 +89,7 @@ def plan(
     name = spec["container"]["name"]
     dep_name = deployment["metadata"]["name"]
     path = container_path(name)
-    # A container of that name that no mitigation put there belongs to the workload:
-    # replacing it (say, the model itself) would be an outage, not a guardrail.
-    if get(deployment, path) is not ABSENT and path not in _held_paths(deployment) | held:
+    if is_workload_container(deployment, name, held):
         raise ActionError(
             f"Deployment {dep_name} already has a container named {name}; "
             "give the guardrail a name of its own"
@@ -123,6 +121,27 @@ def plan(
 
 def _held_paths(obj: dict[str, Any]) -> set[str]:
     return set(ledger.read(obj)["originals"])
+
+
+def is_workload_container(
+    deployment: dict[str, Any], name: str, held: set[str] | frozenset[str] = frozenset()
+) -> bool:
+    """Whether DEPLOYMENT has a container NAME that no mitigation put there.
+
+    Such a container belongs to the workload: "adding" a sidecar of that name would
+    replace it (say, the model itself, with another image), an outage and not a guardrail.
+    """
+    path = container_path(name)
+    return get(deployment, path) is not ABSENT and path not in _held_paths(deployment) | held
+
+
+def sidecar_ports(container: dict[str, Any]) -> set[int | str]:
+    """The container's port numbers and names: what a Service may send to it."""
+    ports: set[int | str] = set()
+    for port in container.get("ports") or []:
+        if isinstance(port, dict):
+            ports |= {v for v in (port.get("containerPort"), port.get("name")) if v is not None}
+    return ports
 
 
 def as_stored(

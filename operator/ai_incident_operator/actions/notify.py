@@ -3,7 +3,11 @@
 The action names channels of the policy's `notifications.channels`; each is a
 webhook (Slack's incoming-webhook format, or a Generic JSON object) whose URL is
 in the policy or, better, in a Secret in the operator's own namespace, the only
-place its RBAC lets it read Secrets. Every channel is posted in parallel, with a
+place its RBAC lets it read Secrets. `egress` decides which URLs and Secrets a
+policy may use: a namespaced policy's inline URL must be in the operator's
+allowlist, and its Secret must name the policy's namespace in its annotation
+`aiincident.io/allowed-namespaces`. Redirects are never followed, and nothing of an
+answer but its status code reaches the status or an Event. Every channel is posted in parallel, with a
 timeout and retries, so one dead endpoint neither blocks nor hides the others.
 The outcome and an Event on the incident name the channels reached and the ones
 that failed, and why; notifying never raises. A channel already reached for this
@@ -18,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import threading
 import time
 import urllib.error
@@ -28,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from .. import __version__
+from .. import __version__, egress
 from ..access import Access
 from ..errors import APIError
 from ..resources import Ref, operator_namespace
@@ -37,6 +42,7 @@ from .base import Action, ActionContext, Outcome
 TIMEOUT = 5.0  # seconds per request
 BACKOFF = (0.5, 1.0, 2.0)  # the pauses before each retry: 4 tries at most
 USER_AGENT = f"ai-incident-operator/{__version__}"
+log = logging.getLogger(__name__)
 # The engine applies a Notify that failed for one channel again on its next pass; the
 # channels that already got the message must not get it again every pass.
 REMEMBER = 24 * 3600.0  # seconds a delivery is remembered (in this process)
@@ -46,6 +52,15 @@ _sent_lock = threading.Lock()
 
 class NotifyError(Exception):
     """A channel could not be reached; the message says why, without the URL."""
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    # A redirect would send the message (or a GET) to a URL no check has seen.
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
 
 
 @dataclass
@@ -130,8 +145,9 @@ def post(
 ) -> int:
     """POST BODY as JSON; retry server errors, 429 and network errors. Returns the tries taken.
 
-    Raises NotifyError naming the last failure; the URL (often a secret) is never in it.
-    BACKOFF and SLEEP default to the module's, looked up per call.
+    Raises NotifyError naming the last failure; the URL (often a secret) is never in it,
+    nor anything the endpoint answered beyond its status code. Redirects are not
+    followed. BACKOFF and SLEEP default to the module's, looked up per call.
     """
     backoff = BACKOFF if backoff is None else backoff
     sleep = sleep or time.sleep
@@ -145,49 +161,69 @@ def post(
             sleep(backoff[attempt - 1])
         request = urllib.request.Request(url, data=data, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as resp:
-                resp.read()
+            with _OPENER.open(request, timeout=timeout) as resp:
                 if 200 <= resp.status < 300:
                     return attempt + 1
                 reason = f"HTTP {resp.status}"
-                retry = False  # a redirect or 1xx we did not follow: retrying will not help
+                retry = False  # a 1xx we did not follow: retrying will not help
         except urllib.error.HTTPError as err:
-            text = err.read(100).decode(errors="replace").strip().replace("\n", " ")
-            reason = f"HTTP {err.code}" + (f" {text}" if text else "")
+            # The body is the endpoint's words, maybe an internal service's: never kept.
+            err.close()
+            reason = f"HTTP {err.code}"
+            if 300 <= err.code < 400:
+                reason += " (a redirect, not followed)"
             retry = err.code >= 500 or err.code == 429  # other 4xx: our request is wrong
         except urllib.error.URLError as err:
-            reason = str(err.reason).replace(url, "<url>")
+            reason = egress.sanitise(str(err.reason).replace(url, "<url>"), 120)
             retry = True
         except TimeoutError:
             reason = f"no answer within {timeout:g}s"
             retry = True
         except (OSError, ValueError) as err:
-            reason = f"{type(err).__name__}: {str(err).replace(url, '<url>')}"
+            words = egress.sanitise(str(err).replace(url, "<url>"), 120)
+            reason = f"{type(err).__name__}: {words}"
             retry = isinstance(err, OSError)
         if not retry:
             raise NotifyError(reason)
     raise NotifyError(f"{reason} (after {tries} tries)")
 
 
-def channel_url(api: Access, channel: dict[str, Any]) -> str:
-    """The webhook URL: webhook.url, else the Secret urlSecretRef in the operator's namespace."""
+def channel_url(api: Access, channel: dict[str, Any], tenant: str | None) -> str:
+    """The webhook URL: webhook.url, else the Secret urlSecretRef in the operator's namespace.
+
+    TENANT: the namespace of the namespaced policy that names the channel (its inline
+    URL must pass `egress.check`, its Secret must be shared with TENANT); None for a
+    ClusterMitigationPolicy, which may use any URL and any Secret there.
+    """
     webhook = channel.get("webhook") or {}
     if webhook.get("url"):
+        problem = egress.check(webhook["url"], namespaced=tenant is not None)
+        if problem:
+            raise NotifyError(f"webhook.url refused: {problem}")
         return webhook["url"]
     ref = webhook.get("urlSecretRef")
     if not ref:
         raise NotifyError("no webhook.url or webhook.urlSecretRef")
     namespace = operator_namespace()
     where = f"Secret {namespace}/{ref['name']}"
+    # To a tenant, a Secret that is missing, forbidden, not shared with it or without the
+    # key looks the same: the answer must not tell whether team B's Secret exists.
+    hidden = egress.secret_unavailable(ref["name"], ref["key"], tenant) if tenant else ""
     try:
         secret = api.get(Ref("Secret", namespace, ref["name"]))
     except APIError as err:
+        if hidden and err.status in (403, 404):
+            log.warning("%s for namespace %s: %s %s", where, tenant, err.status, err.reason)
+            raise NotifyError(hidden) from None
         raise NotifyError(f"cannot read {where}: {err.status} {err.reason}") from None
+    if hidden and (secret is None or not egress.secret_allows(secret, tenant)):
+        log.warning("%s: missing or not shared with namespace %s", where, tenant)
+        raise NotifyError(hidden)
     if secret is None:
         raise NotifyError(f"{where} not found")
     value = (secret.get("data") or {}).get(ref["key"])
     if not value:
-        raise NotifyError(f"{where} has no key {ref['key']}")
+        raise NotifyError(hidden or f"{where} has no key {ref['key']}")
     try:
         # Stripped: `echo URL | kubectl create secret ...` leaves a newline in the value.
         return base64.b64decode(value).decode().strip()
@@ -217,11 +253,14 @@ def deliver(
     policy: dict[str, Any],
     body_for: Callable[[dict[str, Any]], dict[str, Any]],
     memo: tuple[str, str] | None = None,
+    *,
+    tenant: str | None,
     **post_args: Any,
 ) -> list[Delivery]:
     """Post to every channel in NAMES at once; BODY_FOR(channel) makes each body.
 
     With MEMO (incident uid, event), a channel that already got this event is skipped.
+    TENANT: as for `channel_url`.
     """
     channels = defined_channels(policy)
 
@@ -233,7 +272,7 @@ def deliver(
         try:
             if channel is None:
                 raise NotifyError("not defined in the policy's notifications.channels")
-            post(channel_url(api, channel), body_for(channel), **post_args)
+            post(channel_url(api, channel, tenant), body_for(channel), **post_args)
             if key:
                 with _sent_lock:
                     _sent[key] = time.monotonic()
@@ -241,7 +280,7 @@ def deliver(
         except NotifyError as err:
             return Delivery(name, False, str(err))
         except Exception as err:  # notifying must never fail the incident's handler
-            return Delivery(name, False, f"{type(err).__name__}: {err}")
+            return Delivery(name, False, f"{type(err).__name__}: {egress.sanitise(err, 120)}")
 
     if not names:
         return []
@@ -304,6 +343,11 @@ class Notify(Action):
                 channel.get("format", "Generic"), ctx.incident, target, resolved
             ),
             memo=(incident, "resolved" if resolved else "incident"),
+            # Which policy names the channels: the incident's status.policyRef, set in
+            # the same pass (none: the stricter, namespaced rules).
+            tenant=egress.scope_of_ref(
+                (ctx.incident.get("status") or {}).get("policyRef"), ctx.namespace
+            ),
         )
 
     def apply(self, ctx: ActionContext) -> Outcome:

@@ -51,6 +51,51 @@ def unmitigated(obj: dict[str, Any]) -> dict[str, Any]:
     return base
 
 
+def service_of_host(host: str, namespace: str) -> str | None:
+    """The Service in NAMESPACE that an Istio host names ("chat", "chat.ns", "chat.ns.svc...")."""
+    parts = host.split(".")
+    if not parts[0] or "*" in host or (len(parts) > 1 and parts[1] != namespace):
+        return None
+    if len(parts) > 2 and parts[2] != "svc":
+        return None
+    return parts[0]
+
+
+def backends(kind: str, obj: dict[str, Any], namespace: str) -> tuple[set[str], list[str]]:
+    """(Services in NAMESPACE that router OBJ sends traffic to, destinations that are not such).
+
+    The Service router sends traffic to its own pods: it is its own backend.
+    """
+    services: set[str] = set()
+    foreign: list[str] = []
+    spec = obj.get("spec") or {}
+    if kind == "Service":
+        services.add(obj["metadata"]["name"])
+    elif kind == "VirtualService":
+        for entry in spec.get("http") or []:
+            for dest in (entry.get("route") or []) if isinstance(entry, dict) else []:
+                host = ((dest or {}).get("destination") or {}).get("host") or ""
+                name = service_of_host(host, namespace)
+                if name:
+                    services.add(name)
+                else:
+                    foreign.append(f"host {host!r}")
+    elif kind == "HTTPRoute":
+        for rule in spec.get("rules") or []:
+            for ref in (rule.get("backendRefs") or []) if isinstance(rule, dict) else []:
+                ours = (
+                    ref.get("kind", "Service") == "Service"
+                    and ref.get("group", "") == ""
+                    and ref.get("namespace", namespace) == namespace
+                )
+                if ours and ref.get("name"):
+                    services.add(ref["name"])
+                else:
+                    where = ref.get("namespace", namespace)
+                    foreign.append(f"{ref.get('kind', 'Service')} {where}/{ref.get('name')}")
+    return services, foreign
+
+
 class TrafficShift(FieldAction):
     type = "TrafficShift"
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from .. import policy as mitigation_policy
 from ..access import Access
+from ..bounds import TenantBounds
 from ..conditions import set_condition
 from ..lifecycle import add_timeline, enter_phase
 from ..resources import Ref
@@ -58,6 +59,9 @@ class World:
     # When a mitigation of (namespace, target) by another incident was last undone.
     last_released: Callable[[str, str, str], datetime | None] = _never_released
     protected_namespaces: frozenset[str] = mitigation_policy.BUILTIN_PROTECTED_NAMESPACES
+    # What namespaced policies may ask (bounds.py); None: not checked (unit tests, tools).
+    # The operator always passes its own (handlers._world).
+    tenant_bounds: TenantBounds | None = None
     investigate: Callable[[IncidentContext], None] | None = None
     verify: Callable[[list, str, Any, datetime], tuple[bool, str]] | None = None
     write_review: Callable[[IncidentContext], None] | None = None
@@ -189,3 +193,16 @@ class IncidentContext:
     def finish(self) -> None:
         """Write the entries into the status (once, in the order they were first made)."""
         self.status["mitigations"] = list(self.entries.values())
+
+
+def policy_by_ref(world: World, ref: dict[str, str] | None) -> Body | None:
+    """The policy STATUS.policyRef names, if the indexes still have it."""
+    if not ref:
+        return None
+    for body in world.policies:
+        meta = body.get("metadata") or {}
+        if (body.get("kind"), meta.get("name"), meta.get("namespace")) == (
+            ref.get("kind"), ref.get("name"), ref.get("namespace"),
+        ):  # fmt: skip
+            return body
+    return None

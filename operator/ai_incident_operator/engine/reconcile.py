@@ -25,13 +25,14 @@ from ..investigation.hypotheses import root_cause_identified
 from ..lifecycle import detected_status, merge_patch
 from ..resources import Ref
 from .close import close_if_reviewed
-from .context import IncidentContext, Result, World
-from .decide import decide, resolution_reason
+from .context import IncidentContext, Result, World, policy_by_ref
+from .decide import decide
 from .mitigate import mitigate
 from .regulatory import regulatory_clock
 from .resolve import resolve
-from .targets import missing_target_message, resolve_targets
+from .targets import resolve_targets
 from .undo import revert
+from .untargeted import without_target
 
 Body = dict[str, Any]
 _locks: dict[tuple[str, str], list] = {}  # key -> [lock, users]: only while in use
@@ -129,17 +130,7 @@ def advance(ctx: IncidentContext) -> None:
         ctx.retry()
         return
     if not ctx.targets:
-        ctx.condition(
-            "Triaged",
-            False,
-            "TargetNotFound",
-            missing_target_message(ctx.namespace, spec, ctx.body),
-        )
-        ctx.policy = policy_by_ref(ctx.world, status.get("policyRef"))
-        why = resolution_reason(spec, ctx.policy_spec)
-        if why and (ctx.entries or status.get("policyRef")):
-            # The workload is gone; what was changed elsewhere (a router) is still undone.
-            resolve(ctx, why, [], dry_run=False)
+        without_target(ctx)
         return
     status["targets"] = [
         {"kind": t.get("kind", "Deployment"), "namespace": ctx.namespace,
@@ -201,19 +192,6 @@ def amend(
 
     with _lock(namespace, name):
         retry.on_conflict(attempt, what=f"the status of incident {namespace}/{name}")
-
-
-def policy_by_ref(world: World, ref: dict[str, str] | None) -> Body | None:
-    """The policy STATUS.policyRef names, if the indexes still have it."""
-    if not ref:
-        return None
-    for body in world.policies:
-        meta = body.get("metadata") or {}
-        if (body.get("kind"), meta.get("name"), meta.get("namespace")) == (
-            ref.get("kind"), ref.get("name"), ref.get("namespace"),
-        ):  # fmt: skip
-            return body
-    return None
 
 
 def finalize(

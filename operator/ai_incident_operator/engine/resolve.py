@@ -1,45 +1,59 @@
-"""Resolve: verify recovery, give traffic back step by step, undo everything, then Resolved.
+"""Resolve: capacity back first, the model ready, recovery verified, then traffic in steps.
 
-Nothing is undone until the policy's PromQL checks held over their window
-(`Verified`). Then every mitigation other than traffic is undone, traffic comes
-back in `resolution.undo.trafficSteps` (checked again between steps), and finally
-everything the ledgers still name is released. A failing check during the steps
-restores the full mitigation (`UndoAborted`). Held = what the status says is
-applied or what any ledger says this incident holds.
+The order keeps users off a model that cannot answer yet: every mitigation other than
+traffic is undone first (replicas, config, sidecars) while traffic stays on the
+fallback; then the workloads must be ready (`readiness`: every wanted replica
+available, as `kubectl rollout status` says), so that the model has loaded before
+anyone reaches it, and so that its own metrics exist again; then the policy's PromQL
+checks must hold over their window (`Verified`); only then does traffic come back, in
+`resolution.undo.trafficSteps` (checked again between steps), and finally everything
+the ledgers still name is released. A failing check during the steps sends traffic
+back to the fallback (`UndoAborted`); the model keeps running, unserved, so that
+verification can see it recover. `spec.resolution.skipVerification` (a person's
+`aiincident resolve --skip-verification`) skips readiness and checks, recorded with
+who asked. Held = what the status says is applied or what any ledger says this
+incident holds.
 """
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 
-from .. import review
+from .. import egress, review
 from ..conditions import now_iso
 from ..durations import duration_or
 from ..errors import APIError
 from ..lifecycle import add_timeline
+from ..readiness import ready
 from ..resources import Ref
-from ..times import parse_time
+from ..times import human, parse_time
 from ..traffic import get_router
 from .close import close_if_reviewed, write_review
-from .context import HELD, IncidentContext
+from .context import HELD, EntryId, IncidentContext
 from .decide import Step, spec_for
-from .steps import action_context, action_of, apply
+from .steps import action_context, action_of, apply, refusal
 from .undo import holdings, revert
 
 VERIFY_RECHECK = 10.0  # seconds between looks at failing verification checks
+READY_RECHECK = 5.0  # seconds between looks at a workload coming back
+READY_TIMEOUT = timedelta(minutes=10)
 
 
 def resolve(ctx: IncidentContext, why: tuple[str, str], steps: list[Step], dry_run: bool) -> None:
-    """Resolve the incident; STEPS (the full response) are re-applied when undo is aborted."""
+    """Resolve the incident; STEPS (the full response) give traffic back to the fallback
+    when a check fails during the traffic steps."""
     reason, message = why
     ctx.enter("Resolving", f"{message}: verifying recovery, then undoing")
     held = bool(ctx.held()) or bool(holdings(ctx))
-    if held and not verified(ctx):
-        ctx.requeue_after(VERIFY_RECHECK)
+    if held and not _capacity_back(ctx):
+        return
+    if held and not _skipped(ctx) and not (workloads_ready(ctx) and verified(ctx)):
         if ctx.status.pop("undoStep", None) is not None:
             ctx.status.pop("undoStepAt", None)
-            failures = apply(ctx, steps, dry_run)
-            words = "a verification check failed during undo: the full mitigation is restored"
+            traffic = [s for s in steps if s.action.type == "TrafficShift"]
+            failures = apply(ctx, traffic, dry_run)
+            words = "a verification check failed during undo: traffic is back on the fallback"
             add_timeline(ctx.status, "UndoAborted", words, ctx.now)
             detail = "; ".join(failures)
             ctx.api.event(ctx.body, "UndoAborted", f"{words}. {detail}".strip(), warning=True)
@@ -51,8 +65,8 @@ def resolve(ctx: IncidentContext, why: tuple[str, str], steps: list[Step], dry_r
         ctx.condition("Resolved", False, "UndoFailed", "; ".join(failures))
         ctx.retry()
         return
-    ctx.status.pop("undoStep", None)
-    ctx.status.pop("undoStepAt", None)
+    for key in ("undoStep", "undoStepAt", "readyWaitSince"):
+        ctx.status.pop(key, None)
     ctx.condition("Mitigated", False, "Undone", "every mitigation was undone")
     ctx.condition("Resolved", True, reason, message)
     if ctx.status.get("phase") != "Resolved":
@@ -69,6 +83,102 @@ def resolve(ctx: IncidentContext, why: tuple[str, str], steps: list[Step], dry_r
     close_if_reviewed(ctx)
 
 
+def _traffic(ctx: IncidentContext) -> set[EntryId]:
+    return {
+        i
+        for i, e in ctx.entries.items()
+        if e.get("state") in HELD and e["action"] == "TrafficShift"
+    }
+
+
+def _capacity_back(ctx: IncidentContext) -> bool:
+    """Undo everything but traffic (the model comes back while users stay on the fallback)."""
+    held = sum(e.get("state") in HELD for e in ctx.entries.values())
+    failures = revert(ctx, keep=_traffic(ctx))
+    if sum(e.get("state") in HELD for e in ctx.entries.values()) != held:
+        _reread_targets(ctx)  # their ledgers changed: the final sweep must not see old ones
+    if failures:
+        ctx.condition("Resolved", False, "UndoFailed", "; ".join(failures))
+        ctx.retry()
+        return False
+    return True
+
+
+def _reread_targets(ctx: IncidentContext) -> None:
+    fresh = []
+    for target in ctx.targets:
+        try:
+            found = ctx.api.get(Ref(target.get("kind", "Deployment"), ctx.namespace,
+                                    target["metadata"]["name"]))  # fmt: skip
+        except APIError:
+            found = target
+        if found is not None:
+            fresh.append(found)
+    ctx.targets = fresh
+
+
+def _skipped(ctx: IncidentContext) -> bool:
+    """Whether a person asked to give traffic back without readiness or checks (recorded once)."""
+    resolution = ctx.spec.get("resolution") or {}
+    if not resolution.get("skipVerification"):
+        return False
+    who = resolution.get("by") or "someone (no --by)"
+    words = f"readiness and verification checks skipped at the request of {who}"
+    ctx.condition("Verified", True, "VerificationSkipped", words)
+    if not any(t.get("type") == "VerificationSkipped" for t in ctx.status.get("timeline") or []):
+        ctx.say("VerificationSkipped", words, warning=True)
+    return True
+
+
+def workloads_ready(ctx: IncidentContext) -> bool:
+    """Whether every target the incident changed serves again; says why not, and since when."""
+    refs: list[Ref] = []
+    for entry in ctx.entries.values():
+        kind, _, name = entry["target"].partition("/")
+        ref = Ref(kind, ctx.namespace, name)
+        if kind in ("Deployment", "StatefulSet") and ref not in refs:
+            refs.append(ref)
+    waiting: list[str] = []
+    for ref in refs:
+        try:
+            obj = ctx.api.get(ref)
+        except APIError as err:
+            waiting.append(f"{ref.kind}/{ref.name}: cannot read it: {err}")
+            continue
+        if obj is None:
+            continue  # deleted: nothing will become ready there (what it held elsewhere is undone)
+        ok, words = ready(obj)
+        if not ok:
+            waiting.append(words)
+    if not waiting:
+        if ctx.status.pop("readyWaitSince", None):
+            ctx.say("WorkloadReady", "the restored workloads are ready: verifying recovery")
+        return True
+    since = parse_time(ctx.status.get("readyWaitSince")) or ctx.now
+    ctx.status["readyWaitSince"] = now_iso(since)
+    undo = (ctx.policy_spec.get("resolution") or {}).get("undo") or {}
+    timeout = duration_or(undo.get("readyTimeout"), READY_TIMEOUT)
+    detail = "; ".join(waiting)
+    if ctx.now - since < timeout:
+        ctx.condition(
+            "Resolved", False, "WaitingForReady",
+            f"capacity restored, traffic stays on the fallback until the workload is ready: {detail}",
+        )  # fmt: skip
+    else:
+        previous = next((c for c in ctx.status.get("conditions") or []
+                         if c.get("type") == "Resolved"), {})  # fmt: skip
+        words = (
+            f"not ready {human(ctx.now - since)} after its capacity was restored: {detail}. "
+            "Traffic stays on the fallback. Look at its pods (kubectl describe); "
+            "`aiincident resolve NAME --skip-verification` gives traffic back anyway"
+        )
+        ctx.condition("Resolved", False, "NotReady", words)
+        if previous.get("reason") != "NotReady":
+            ctx.api.event(ctx.body, "NotReady", words, warning=True)
+    ctx.requeue_after(READY_RECHECK)
+    return False
+
+
 def verified(ctx: IncidentContext) -> bool:
     """Whether monitoring shows recovery for the policy's verification window."""
     verification = (ctx.policy_spec.get("resolution") or {}).get("verification") or {}
@@ -82,13 +192,19 @@ def verified(ctx: IncidentContext) -> bool:
         ctx.condition(
             "Verified", False, "NoPrometheus", "set resolution.verification.prometheusURL"
         )
+        ctx.requeue_after(VERIFY_RECHECK)
         return False
     window = duration_or(verification.get("window"), timedelta(minutes=5))
     check = ctx.world.verify
     if check is None:
-        from ..resolution.verify import verify as check
+        from ..resolution.verify import verify
+
+        # The real checks call out: the policy's kind says whose URL rules apply (egress).
+        check = functools.partial(verify, namespaced=egress.is_namespaced(ctx.policy))
     ok, words = check(checks, url, window, ctx.now)
     ctx.condition("Verified", ok, "ChecksPassed" if ok else "ChecksFailing", words)
+    if not ok:
+        ctx.requeue_after(VERIFY_RECHECK)
     timeline = ctx.status.get("timeline") or []
     if not ok and (not timeline or timeline[-1]["type"] != "VerificationPending"):
         add_timeline(ctx.status, "VerificationPending", words, ctx.now)
@@ -119,12 +235,6 @@ def undo_traffic_stepwise(ctx: IncidentContext) -> bool:
     }
     if not steps or not traffic:
         return True
-    # The model comes back before any traffic does.
-    failures = revert(ctx, keep=traffic)
-    if failures:
-        ctx.condition("Resolved", False, "UndoFailed", "; ".join(failures))
-        ctx.retry()
-        return False
     interval = duration_or(undo.get("stepInterval"), timedelta(minutes=1))
     done = ctx.status.get("undoStep", 0)
     at = parse_time(ctx.status.get("undoStepAt"))
@@ -150,7 +260,7 @@ def undo_traffic_stepwise(ctx: IncidentContext) -> bool:
             ctx, {**spec, "weight": 100 - percent}, target, key=entry["key"], entry=entry
         )
         try:
-            outcome = action_of(entry).apply(actx)
+            outcome = refusal(ctx, actx.spec, target) or action_of(entry).apply(actx)
         except APIError as err:
             entry["message"] = f"undo step {done + 1}/{len(steps)}: {err}"
             ctx.retry()

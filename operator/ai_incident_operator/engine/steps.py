@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import actions
+from .. import actions, bounds
 from ..actions import ActionContext, Outcome
 from ..conditions import now_iso
 from ..errors import APIError
@@ -45,16 +45,40 @@ def action_context(
     )
 
 
+def refusal(ctx: IncidentContext, spec: Body, target: Body) -> Outcome | None:
+    """A Failed outcome when SPEC on TARGET is outside the tenant bounds, else None.
+
+    Checked right before each apply, against the objects as they are now: the policy
+    check (Ready) saw them earlier, and a label or a mount may have changed since.
+    """
+    limits = ctx.world.tenant_bounds
+    if limits is None or not bounds.applies(ctx.policy):
+        return None
+    found = bounds.step_problems(spec, ctx.namespace, target, ctx.api.get, limits, ctx.targets)
+    if not found:
+        return None
+    return Outcome(
+        "Failed",
+        f"refused, outside the tenant bounds: {'; '.join(found)}; nothing was changed "
+        f"({bounds.ADMIN_HINT})",
+    )
+
+
+def apply_checked(ctx: IncidentContext, action: actions.Action, actx: ActionContext) -> Outcome:
+    """ACTION applied as ACTX says, unless that is outside the tenant bounds."""
+    try:
+        return refusal(ctx, actx.spec, actx.target) or action.apply(actx)
+    except APIError as err:
+        return Outcome("Failed", str(err))
+
+
 def run(ctx: IncidentContext, step: Step, dry_run: bool) -> Outcome:
     """STEP's outcome; an apiserver error is a Failed outcome, never an exception."""
     if step.skip is not None:
         return step.skip
     entry = ctx.entries.get(step.id)
     actx = action_context(ctx, step.spec, step.target, dry_run=dry_run, entry=entry)
-    try:
-        return step.action.apply(actx)
-    except APIError as err:
-        return Outcome("Failed", str(err))
+    return apply_checked(ctx, step.action, actx)
 
 
 def apply(ctx: IncidentContext, steps: list[Step], dry_run: bool) -> list[str]:

@@ -56,6 +56,10 @@ UNMAPPED_ANNOTATION = "aiincident.io/unmapped"
 # On an incident filed under another name than its key's first free one: which names were
 # taken by incidents that do not hold the key, and why.
 DISPLACED_ANNOTATION = "aiincident.io/intake-displaced"
+# On the one record unmapped alerts fold into once max_unmapped unmapped incidents are open:
+# how many alerts it took in (those it did not hold yet), as a decimal number.
+MORE_ANNOTATION = "aiincident.io/unmapped-more"
+OVERFLOW_TARGET = "unmapped/+more/"  # the overflow record's key target (no label makes '+')
 MAX_BODY = 1 << 20  # bytes; larger bodies get 413
 # An incident's spec must stay far below the 256 KiB that all of an object's annotations
 # may take: kopf keeps a copy of the spec in one, as ASCII-escaped JSON. So: at most
@@ -131,6 +135,8 @@ class Alert:
     starts_at: str | None = None
     ends_at: str | None = None
     generator_url: str | None = None
+    # Its place in the payload's alerts, for the answer's `field`; not part of the alert.
+    index: int = field(default=-1, compare=False)
 
     def __post_init__(self) -> None:
         if not self.fingerprint:
@@ -312,6 +318,7 @@ def parse(data: Any) -> Payload:
             own = _Checker()  # each alert's problems apart: a bad one is left out alone
             alert = _alert(own, raw, f"alerts[{i}]")
             if alert is not None:
+                alert.index = i
                 alerts.append(alert)
             else:
                 invalid.append(InvalidAlert(i, tuple(own.problems)))
@@ -519,6 +526,7 @@ class Group:
     # The incident the alerts name, (namespace, name): IncreaseMonitoring's rules label
     # their alerts so; they go there while it is open, else by `key`.
     incident: tuple[str, str] | None = None
+    overflow: bool = False  # the record of unmapped alerts beyond max_unmapped
 
     @property
     def name(self) -> str:
@@ -537,6 +545,11 @@ def _label_problem(label: str, value: str) -> str | None:
     else:
         ok, what = len(value) <= 253 and _DNS_SUBDOMAIN.fullmatch(value), "a Deployment name"
     return None if ok else f"label {label}={value[:80]!r} is not {what}"
+
+
+def is_namespace(text: str) -> bool:
+    """Whether TEXT is a namespace name (RFC 1123 label)."""
+    return bool(_NAMESPACE.fullmatch(text))
 
 
 def protected_reason(
@@ -597,6 +610,18 @@ def refile(group: Group, operator_namespace: str, reason: str) -> Group:
     return Group(key, {}, list(group.alerts), reason)
 
 
+def overflow(group: Group, operator_namespace: str, limit: int) -> Group:
+    """GROUP's alerts (unmapped) for the one record that takes unmapped alerts once LIMIT
+    unmapped incidents are open: it counts them (MORE_ANNOTATION) instead of one each."""
+    key = Key(operator_namespace, OVERFLOW_TARGET, "Other")
+    why = (
+        f"{limit} unmapped incidents are open in namespace {operator_namespace} (the "
+        f"webhook's max unmapped incidents); further unmapped alerts are counted here"
+    )
+    first = f"{group.unmapped}; " if group.unmapped else ""
+    return Group(key, {}, list(group.alerts), f"{first}{why}", overflow=True)
+
+
 def group(
     payload: Payload, operator_namespace: str, protected: Collection[str] = ()
 ) -> list[Group]:
@@ -640,6 +665,8 @@ def _title(group: Group) -> str:
     title = names[0] + (f" (+{len(names) - 1} more)" if len(names) > 1 else "")
     if summary:
         title += f": {summary}"
+    if group.overflow:
+        return "More unmapped alerts than the intake keeps as incidents (see spec.alerts)"
     if group.unmapped:
         title = f"Unmapped alert {title}"
     return title[:TITLE_LIMIT]
@@ -650,7 +677,13 @@ def _description(group: Group) -> str:
     text = first.annotations.get("description") or first.annotations.get("summary") or ""
     text = _cut(text, ANNOTATION_LIMIT)  # the spec stays small: see ALERTS_BUDGET
     notes = []
-    if group.protected:
+    if group.overflow:
+        notes.append(
+            f"Too many unmapped alerts: {group.unmapped.rpartition('; ')[2]}. The annotation "
+            f"{MORE_ANNOTATION} counts the alerts taken in; spec.alerts keeps the latest. Fix "
+            "the alerting rules' labels, then resolve the unmapped incidents."
+        )
+    elif group.protected:
         notes.append(
             f"Alertmanager alert {first.alertname or first.fingerprint} was not filed against "
             f"its workload: {group.unmapped}. This incident has no target, so no mitigation "
@@ -687,7 +720,9 @@ def new_incident(
     description = _description(group)
     annotations = {KEY_ANNOTATION: group.key.annotation}
     if group.unmapped:
-        annotations[UNMAPPED_ANNOTATION] = group.unmapped
+        annotations[UNMAPPED_ANNOTATION] = _cut(group.unmapped, ANNOTATION_LIMIT)
+    if group.overflow:
+        annotations[MORE_ANNOTATION] = str(len(items))
     if displaced:
         annotations[DISPLACED_ANNOTATION] = _cut(displaced, ANNOTATION_LIMIT)
         note = (

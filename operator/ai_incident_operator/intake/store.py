@@ -16,20 +16,32 @@ untouched, and the alerts go to the next free name, which records why
 (`aiincident.io/intake-displaced` and the description). Alerts naming an incident
 (IncreaseMonitoring's label) go there only if the intake opened it; a manual
 incident is never changed, nor resolved, by an alert.
+
+Bounds (`Admission`): a new incident takes one from the per-minute budget (`Limited`,
+429, when there is none: folding into an existing incident never needs one), and once
+`max_unmapped` unmapped incidents are open in the operator's namespace, further
+unmapped alerts fold into one record (`mapping.overflow`) that counts them. A 403 from
+the apiserver is `Forbidden` (the operator's RBAC does not cover the namespace), not
+`Unavailable`: sending again will not help.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .. import kube, retry
 from ..errors import APIError, Conflict, Invalid, NotFound, Transient
+from ..errors import Forbidden as _APIForbidden
 from ..kube import Ref
 from ..lifecycle import OPEN_PHASES
 from . import mapping
+from .limits import Bucket
 from .mapping import Group, Payload
 
 log = logging.getLogger(__name__)
@@ -37,6 +49,7 @@ T = TypeVar("T")
 # Seconds of conflicts (with backoff) before a group's write gives up with a 503: about
 # a dozen tries, well inside the server's DELIVERY_TIMEOUT.
 CONFLICT_DEADLINE = 5.0
+COUNT_TTL = 10.0  # seconds a count of open unmapped incidents is trusted
 MAX_CHAIN = 1000  # incidents per key; each resolved one costs a GET on the way to the open one
 
 
@@ -48,8 +61,60 @@ class Rejected(Exception):
     """The apiserver refused the incident for what the alerts say: HTTP 422."""
 
 
+class Forbidden(Exception):
+    """The operator's RBAC does not let it write AIIncidents in a namespace: HTTP 403 (a
+    resend would be refused again; the operator's Role must change)."""
+
+    def __init__(self, namespace: str) -> None:
+        super().__init__(
+            f"the operator may not write AIIncidents in namespace {namespace}: grant its "
+            f"Role there or add {namespace} to watchNamespaces"
+        )
+        self.namespace = namespace
+
+
+class Limited(Exception):
+    """No new incident may be opened now (the per-minute budget is spent): HTTP 429."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"too many new incidents: the next may be opened in {wait:.1f}s")
+        self.wait = wait
+
+
 class _NamespaceMissing(Exception):
     pass
+
+
+class _Overflow(Exception):
+    """The operator's namespace holds max_unmapped open unmapped incidents already."""
+
+
+@dataclass
+class Admission:
+    """What a delivery may still create: BUCKET, new incidents per minute (None: no bound);
+    MAX_UNMAPPED, open unmapped incidents kept (None: no bound)."""
+
+    bucket: Bucket | None = None
+    max_unmapped: int | None = None
+    unmapped_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # One writer at a time for the overflow record: every unmapped alert beyond the cap
+    # goes there, and concurrent writes would only conflict.
+    overflow_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # The last count of open unmapped incidents, and when (monotonic): a flood beyond the
+    # cap must not list the namespace once per alert.
+    counted: tuple[int, float] | None = field(default=None, repr=False)
+
+    def open_unmapped(self, namespace: str) -> int:
+        """Open unmapped incidents in NAMESPACE, listed at most every COUNT_TTL seconds
+        (call with unmapped_lock held)."""
+        now = time.monotonic()
+        if self.counted is None or now - self.counted[1] > COUNT_TTL:
+            self.counted = (_open_unmapped(namespace), now)
+        return self.counted[0]
+
+    def created_unmapped(self) -> None:
+        if self.counted is not None:
+            self.counted = (self.counted[0] + 1, self.counted[1])
 
 
 @dataclass
@@ -80,36 +145,86 @@ class Delivery:
         return found
 
 
-def deliver(group: Group, payload: Payload, operator_namespace: str) -> Delivery:
+def deliver(
+    group: Group, payload: Payload, operator_namespace: str, admission: Admission | None = None
+) -> Delivery:
     """Fold GROUP into its incident. Raises Unavailable (the caller answers 503 and
-    Alertmanager sends again) or Rejected (the apiserver refuses what the alerts say)."""
+    Alertmanager sends again), Rejected (the apiserver refuses what the alerts say),
+    Forbidden (the operator may not write there) or Limited (no new incident now)."""
+    admission = admission or Admission()
+    where = group.key.namespace  # where the write that fails was aimed, for Forbidden
     try:
         note = None
         if group.incident:
-            done = _retrying(lambda: _into_named(group))
+            try:
+                done = _retrying(lambda: _into_named(group))
+            except _APIForbidden:  # not readable there: it was not ours to write anyway
+                done = f"the operator may not read AIIncidents in namespace {group.incident[0]}"
             if isinstance(done, Delivery):
                 return done
             note = done
         try:
-            delivery = _retrying(lambda: _fold(group, payload))
+            delivery = _unmapped_bounded(group, payload, operator_namespace, admission)
             delivery.note = note
             return delivery
         except _NamespaceMissing:
             reason = f"namespace {group.key.namespace} does not exist"
             refiled = mapping.refile(group, operator_namespace, reason)
+            where = operator_namespace
             try:
-                return _retrying(lambda: _fold(refiled, payload))
+                return _unmapped_bounded(refiled, payload, operator_namespace, admission)
             except _NamespaceMissing:
                 raise Unavailable(
                     f"the operator's namespace {operator_namespace} does not exist: create it "
                     "or set AIINCIDENT_NAMESPACE"
                 ) from None
+    except _APIForbidden:
+        raise Forbidden(where) from None
     except APIError as err:
         if isinstance(err, Invalid) or err.status == 413 or "too large" in err.message:
             raise Rejected(err.message) from None
         if err.status == 0:  # no answer at all; the message says so
             raise Unavailable(err.message) from None
         raise Unavailable(f"the apiserver answered {err.status}: {err.message}") from None
+
+
+def _unmapped_bounded(
+    group: Group, payload: Payload, operator_namespace: str, admission: Admission
+) -> Delivery:
+    """GROUP folded by its key; an unmapped one beyond max_unmapped into the overflow record."""
+    try:
+        return _retrying(lambda: _fold(group, payload, admission))
+    except _Overflow:
+        more = mapping.overflow(group, operator_namespace, admission.max_unmapped or 0)
+        with admission.overflow_lock:
+            return _retrying(lambda: _fold(more, payload, admission))
+
+
+def _open_unmapped(namespace: str) -> int:
+    """Open unmapped incidents of the intake in NAMESPACE (the overflow record not counted)."""
+    found = kube.list_objects(
+        "AIIncident", namespace, label_selector=f"{mapping.SOURCE_LABEL}=alertmanager"
+    )
+    return sum(
+        1
+        for i in found
+        if mapping.UNMAPPED_ANNOTATION in (i["metadata"].get("annotations") or {})
+        and mapping.MORE_ANNOTATION not in (i["metadata"].get("annotations") or {})
+        and is_open(i)
+    )
+
+
+def _admit(group: Group, admission: Admission) -> None:
+    """Before creating GROUP's incident: _Overflow or Limited when it may not be created."""
+    if (
+        group.unmapped
+        and not group.overflow
+        and admission.max_unmapped is not None
+        and admission.open_unmapped(group.key.namespace) >= admission.max_unmapped
+    ):
+        raise _Overflow
+    if admission.bucket is not None and (wait := admission.bucket.take()) > 0:
+        raise Limited(wait)
 
 
 def _retrying(attempt: Callable[[], T]) -> T:
@@ -130,12 +245,13 @@ def is_open(incident: dict[str, Any]) -> bool:
     return (incident.get("status") or {}).get("phase", "Detected") in OPEN_PHASES
 
 
-def _write(ref: Ref, current: dict[str, Any], alerts: list[dict]) -> None:
-    """Replace spec.alerts, only if the incident is still at the version we read."""
-    body = {
-        "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
-        "spec": {"alerts": alerts},
-    }
+def _write(ref: Ref, current: dict[str, Any], alerts: list[dict], more: int | None = None) -> None:
+    """Replace spec.alerts (and the overflow record's count MORE), only if the incident is
+    still at the version we read."""
+    meta: dict[str, Any] = {"resourceVersion": current["metadata"]["resourceVersion"]}
+    if more is not None:
+        meta["annotations"] = {mapping.MORE_ANNOTATION: str(more)}
+    body = {"metadata": meta, "spec": {"alerts": alerts}}
     try:
         kube.patch(ref, body)  # a Conflict when it changed since we read it: read again
     except NotFound as err:  # deleted since we read it: read again, as for a change
@@ -161,7 +277,18 @@ def _into_named(group: Group) -> Delivery | str | None:
     return Delivery(ref.namespace, ref.name, "updated", len(group.alerts))
 
 
-def _fold(group: Group, payload: Payload) -> Delivery:
+def _more(current: dict[str, Any], alerts: list[dict], items: list[dict]) -> int:
+    """The overflow record's count once ITEMS are in: alerts it did not hold yet added."""
+    annotations = current["metadata"].get("annotations") or {}
+    try:
+        before = int(annotations.get(mapping.MORE_ANNOTATION, "0"))
+    except ValueError:
+        before = len(alerts)
+    held = {a.get("fingerprint") for a in alerts}
+    return before + sum(1 for a in items if a["fingerprint"] not in held)
+
+
+def _fold(group: Group, payload: Payload, admission: Admission | None = None) -> Delivery:
     namespace = group.key.namespace
     items = group.items()
     wrote, last = False, group.name
@@ -187,20 +314,32 @@ def _fold(group: Group, payload: Payload) -> Delivery:
             if displaced:
                 log.warning("alerts for %s filed as %s: %s", group.name, name, displaced)
             body = mapping.new_incident(group, name, payload, items, displaced)
-            try:
-                # A Conflict when another delivery or replica created it first: read again.
-                kube.create("AIIncident", namespace, body)
-            except NotFound as err:
-                if _missing_namespace(err):
-                    raise _NamespaceMissing from None
-                raise
+            admission = admission or Admission()
+            # Count and create as one step in this process: concurrent deliveries would
+            # all see room under the cap (other replicas each keep their own cap).
+            with admission.unmapped_lock if group.unmapped else contextlib.nullcontext():
+                _admit(group, admission)
+                try:
+                    # A Conflict when another delivery or replica created it first: read again.
+                    kube.create("AIIncident", namespace, body)
+                except NotFound as err:
+                    _refund(admission)
+                    if _missing_namespace(err):
+                        raise _NamespaceMissing from None
+                    raise
+                except Exception:
+                    _refund(admission)
+                    raise
+                if group.unmapped and not group.overflow:
+                    admission.created_unmapped()
             return done(name, "created")
         alerts = (current.get("spec") or {}).get("alerts") or []
         if is_open(current):
             merged = mapping.merge_alerts(alerts, items)
-            if merged == alerts:
+            more = _more(current, alerts, items) if group.overflow else None
+            if merged == alerts and (more is None or more == _more(current, alerts, [])):
                 return done(name, "updated" if wrote else "unchanged")
-            _write(ref, current, merged)
+            _write(ref, current, merged, more)
             return done(name, "updated")
         merged, items = mapping.absorb(alerts, items)
         if merged != alerts:
@@ -211,6 +350,11 @@ def _fold(group: Group, payload: Payload) -> Delivery:
         f"{MAX_CHAIN} incidents under the names of {group.name} are resolved or not the "
         "intake's; delete old ones"
     )
+
+
+def _refund(admission: Admission | None) -> None:
+    if admission is not None and admission.bucket is not None:
+        admission.bucket.give_back()
 
 
 def _missing_namespace(err: NotFound) -> bool:

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from .. import kube, ledger
+from .. import egress, kube, ledger
 from ..durations import duration_or
 from ..errors import APIError, Forbidden, NotFound
 from ..fieldpath import put
@@ -108,10 +108,13 @@ def collect(
     policy_spec: dict,
     now: datetime,
     detected_at: datetime | None = None,
+    namespaced: bool = True,
 ) -> tuple[dict[str, str], Facts]:
     """The evidence ConfigMap's data (bounded) and the facts for `hypotheses.rank`.
 
     DETECTED_AT defaults to status.detectedAt, else the incident's creation time.
+    NAMESPACED: the policy is a namespaced MitigationPolicy, so its prometheusURL must
+    pass `egress.check` (False only for a ClusterMitigationPolicy).
     """
     namespace = incident["metadata"]["namespace"]
     detected = detected_at or detection_time(incident, now)
@@ -135,7 +138,10 @@ def collect(
             ),
         ),
         ("configmaps.md", lambda: _configmaps_section(wrapped, facts)),
-        ("metrics.md", lambda: _metrics_section(evidence_spec, facts, detected, lookback, now)),
+        (
+            "metrics.md",
+            lambda: _metrics_section(evidence_spec, facts, detected, lookback, now, namespaced),
+        ),
         ("events.md", lambda: _events_section(wrapped, detected - lookback)),
     ]
     data: dict[str, str] = {}
@@ -505,7 +511,12 @@ def _configmaps_section(targets: list[_Target], facts: Facts) -> str:
 
 
 def _metrics_section(
-    evidence_spec: dict, facts: Facts, detected: datetime, lookback: timedelta, now: datetime
+    evidence_spec: dict,
+    facts: Facts,
+    detected: datetime,
+    lookback: timedelta,
+    now: datetime,
+    namespaced: bool = True,
 ) -> str:
     out = ["# Metrics", ""]
     url = evidence_spec.get("prometheusURL")
@@ -518,9 +529,16 @@ def _metrics_section(
         for q in queries:
             facts.metrics.append(_metric_fact(q, error="no evidence.prometheusURL"))
         return "\n".join(out) + "\n"
+    refused = egress.check(url, namespaced)
+    if refused:
+        words = f"evidence.prometheusURL refused: {refused}"
+        out.append(f"EVIDENCE INCOMPLETE: {words}; the queries were not run.")
+        for q in queries:
+            facts.metrics.append(_metric_fact(q, error=words))
+        return "\n".join(out) + "\n"
     start, end = detected - lookback, max(now, detected + timedelta(seconds=1))
     out += [
-        f"From {url}, {iso(start)} to {iso(end)} (lookback {human(lookback)} before "
+        f"From {egress.display(url)}, {iso(start)} to {iso(end)} (lookback {human(lookback)} before "
         f"detection at {iso(detected)}).",
         "",
     ]

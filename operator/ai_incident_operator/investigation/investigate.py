@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .. import egress
 from ..errors import APIError
 from ..lifecycle import add_timeline, evidence_due_in
 from ..times import iso, parse_time
@@ -42,8 +43,13 @@ def gather(
 ) -> Findings:
     """Collect the evidence and write its ConfigMap: the slow part, run under no lock."""
     detected = parse_time(status.get("detectedAt")) or now
+    # The policy's kind decides whose URL rules apply (egress): a tenant's unless the
+    # status names a ClusterMitigationPolicy.
+    tenant = egress.scope_of_ref(status.get("policyRef"), body["metadata"].get("namespace", ""))
     try:
-        data, facts = evidence.collect(body, targets, policy_spec, now, detected_at=detected)
+        data, facts = evidence.collect(
+            body, targets, policy_spec, now, detected_at=detected, namespaced=tenant is not None
+        )
         ref = evidence.write_evidence(body, data)
     except (APIError, NotOurs) as err:
         words = getattr(err, "reason", None) or str(err)

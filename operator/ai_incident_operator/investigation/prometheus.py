@@ -1,10 +1,12 @@
-"""A thin client over prometheus-api-client: instant and range queries as plain series.
+"""A thin client of Prometheus's HTTP API: instant and range queries as plain series.
 
 Used by `investigation.evidence` (the policy's evidence queries) and
 `resolution.verify` (the verification checks). Every request has a timeout and
 at most one quick retry, and every failure becomes one `PrometheusError` whose
 message a person can act on: an unreachable Prometheus is a line in the
 evidence or a reason not to undo, never a crash of the reconcile loop.
+Redirects are not followed, answers are bounded (MAX_BODY), and no body is ever
+copied into a message: the URL may be a tenant's, the answer an internal service's.
 Synchronous (requests): call it from kopf's threads or `asyncio.to_thread`.
 """
 
@@ -12,24 +14,30 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
-from prometheus_api_client import PrometheusApiClientException
-from prometheus_api_client.prometheus_connect import PrometheusConnect
+from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
+
+from .. import egress
 
 DEFAULT_TIMEOUT = 10.0  # seconds per request; a reconcile must not hang on a slow Prometheus
 MAX_POINTS = 300  # samples per series a range query asks for; Prometheus caps at 11000
+MAX_BODY = 32 * 1024 * 1024  # bytes of an answer read; more is refused, not buffered
+ERROR_LIMIT = 200  # characters of Prometheus's own `error` kept in a message
 
 
 class PrometheusError(RuntimeError):
     """Prometheus could not answer a query; the message says where and why.
 
     `unreachable`: no answer at all (refused, timed out), so other queries would fail too.
+    The message never holds the body of an answer: only a status code, or the `error`
+    field of Prometheus's JSON answer, sanitised and cut to ERROR_LIMIT characters.
     """
 
     def __init__(self, message: str, unreachable: bool = False) -> None:
@@ -55,21 +63,27 @@ def describe_labels(labels: dict[str, str]) -> str:
     return f"{name}{{{rest}}}"
 
 
-def client(url: str, timeout: float = DEFAULT_TIMEOUT) -> PrometheusConnect:
-    # One retry, quickly: the library's default (3 retries, 1s backoff) would hold a
-    # reconcile for many seconds per query while Prometheus is down.
-    retry = Retry(total=1, backoff_factor=0.2, status_forcelist=[502, 503, 504])
-    return PrometheusConnect(url=url.rstrip("/"), disable_ssl=True, retry=retry, timeout=timeout)
+def session() -> requests.Session:
+    """A session with one quick retry and no redirects: a 3xx is an answer, not followed."""
+    s = requests.Session()
+    # One retry, quickly: three retries with a 1s backoff would hold a reconcile for many
+    # seconds per query while Prometheus is down.
+    retry = Retry(total=1, backoff_factor=0.2, status_forcelist=[502, 503, 504],
+                  redirect=0, raise_on_redirect=False, raise_on_status=False)  # fmt: skip
+    s.mount("http://", HTTPAdapter(max_retries=retry))
+    s.mount("https://", HTTPAdapter(max_retries=retry))
+    s.trust_env = False  # no proxy or netrc from the environment: the URL is what is called
+    return s
 
 
 def query(
     url: str, promql: str, at: datetime | None = None, timeout: float = DEFAULT_TIMEOUT
 ) -> list[Series]:
     """The instant value of PROMQL (at AT, else now): one sample per series."""
-    params = {"time": f"{at.timestamp():.3f}"} if at else None
-    with client(url, timeout) as prom:
-        result = _ask(url, promql, lambda: prom.custom_query(promql, params=params))
-    return _series(result)
+    params = {"query": promql}
+    if at:
+        params["time"] = f"{at.timestamp():.3f}"
+    return _series(_ask(url, promql, lambda: _get(url, "query", params, timeout)))
 
 
 def query_range(
@@ -82,15 +96,15 @@ def query_range(
 ) -> list[Series]:
     """PROMQL evaluated every STEP from START to END (default: about MAX_POINTS samples)."""
     step = step or step_for(start, end)
-    with client(url, timeout) as prom:
-        result = _ask(
-            url,
-            promql,
-            lambda: prom.custom_query_range(
-                promql, start_time=start, end_time=end, step=f"{step.total_seconds():g}s"
-            ),
-        )
-    return _series(result)
+    params = {
+        "query": promql,
+        # Whole seconds, as prometheus-api-client sent them: the evaluation grid stays on the
+        # seconds the scrapes and `verify`'s coverage slack assume.
+        "start": str(round(start.timestamp())),
+        "end": str(round(end.timestamp())),
+        "step": f"{step.total_seconds():g}s",
+    }
+    return _series(_ask(url, promql, lambda: _get(url, "query_range", params, timeout)))
 
 
 def step_for(start: datetime, end: datetime, points: int = MAX_POINTS) -> timedelta:
@@ -99,56 +113,89 @@ def step_for(start: datetime, end: datetime, points: int = MAX_POINTS) -> timede
     return timedelta(seconds=seconds)
 
 
+class _Answer(Exception):
+    """An HTTP answer that is not a success; CODE and Prometheus's `error`, if it gave one."""
+
+    def __init__(self, code: int, error: str = "") -> None:
+        super().__init__(code)
+        self.code = code
+        self.error = error
+
+
+def _get(url: str, endpoint: str, params: dict[str, str], timeout: float) -> Any:
+    """GET URL/api/v1/ENDPOINT; the `data.result` of a success, else raises _Answer."""
+    with session() as s:
+        resp = s.get(f"{url.rstrip('/')}/api/v1/{endpoint}", params=params, timeout=timeout,
+                     allow_redirects=False, stream=True)  # fmt: skip
+        with resp:
+            raw = resp.raw.read(MAX_BODY + 1, decode_content=True)
+            code = resp.status_code
+    if len(raw) > MAX_BODY:
+        raise _Answer(code, f"the answer is larger than {MAX_BODY // 2**20} MiB")
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        if 200 <= code < 300:
+            raise ValueError("not JSON")
+        raise _Answer(code)
+    if body.get("status") == "success" and 200 <= code < 300:
+        return (body.get("data") or {})["result"]
+    error = body.get("error")
+    if isinstance(error, str) and error:
+        kind = body.get("errorType")
+        kind = kind if isinstance(kind, str) and re.fullmatch(r"[a-z_]{1,40}", kind) else "error"
+        raise _Answer(code, f"{kind}: {egress.sanitise(error, ERROR_LIMIT)}")
+    if 200 <= code < 300:
+        raise ValueError("not Prometheus's shape")
+    raise _Answer(code)
+
+
 def _ask(url: str, promql: str, call: Callable[[], Any]) -> Any:
+    where = egress.display(url)
     try:
         return call()
+    except _Answer as answer:
+        if answer.error:
+            raise PrometheusError(
+                f"Prometheus at {where} rejected {promql!r}: {answer.error}"
+            ) from None
+        if 300 <= answer.code < 400:
+            raise PrometheusError(
+                f"HTTP {answer.code} from Prometheus at {where}: a redirect, not followed; "
+                "set prometheusURL to where Prometheus answers"
+            ) from None
+        raise PrometheusError(
+            f"HTTP {answer.code} from Prometheus at {where}; is prometheusURL right?"
+        ) from None
     except requests.exceptions.Timeout:
         raise PrometheusError(
-            f"Prometheus at {url} did not answer {promql!r} in time; is it overloaded?",
+            f"Prometheus at {where} did not answer {promql!r} in time; is it overloaded?",
             unreachable=True,
         ) from None
     except requests.exceptions.ConnectionError as err:
         raise PrometheusError(
-            f"Prometheus at {url} is unreachable ({_root_cause(err)}); check the policy's "
+            f"Prometheus at {where} is unreachable ({_root_cause(err)}); check the policy's "
             "prometheusURL and that Prometheus runs",
             unreachable=True,
         ) from None
     except requests.exceptions.RequestException as err:
-        raise PrometheusError(f"Prometheus at {url} failed: {_root_cause(err)}") from None
-    except PrometheusApiClientException as err:
+        raise PrometheusError(f"Prometheus at {where} failed: {_root_cause(err)}") from None
+    except (ValueError, KeyError, TypeError):  # not JSON, or not Prometheus's shape
         raise PrometheusError(
-            f"Prometheus at {url} rejected {promql!r}: {_api_error(str(err))}"
-        ) from None
-    except (ValueError, KeyError) as err:  # not JSON, or not Prometheus's shape
-        raise PrometheusError(
-            f"{url} did not answer like Prometheus's HTTP API ({err}); is prometheusURL right?"
+            f"{where} did not answer like Prometheus's HTTP API; is prometheusURL right?"
         ) from None
 
 
 def _root_cause(err: Exception) -> str:
-    """The innermost reason of a requests error, without urllib3's object reprs."""
+    """The innermost reason of a requests error, without urllib3's object reprs or hosts."""
     text = str(err.args[0] if err.args else err)
     for marker in ("Caused by ", "NewConnectionError("):
         if marker in text:
             text = text.split(marker, 1)[1]
     text = text.split(": ", 1)[-1] if "object at 0x" in text else text
-    return text.strip("()'\" ")[:300]
-
-
-def _api_error(text: str) -> str:
-    """Prometheus's own error (`{"error": ...}` in the body) out of the library's message."""
-    start = text.find("{")
-    end = text.rfind("}")
-    if start != -1 and end > start:
-        raw = text[start : end + 1]
-        for candidate in (raw, raw.encode().decode("unicode_escape", errors="ignore")):
-            try:
-                body = json.loads(candidate)
-            except ValueError:
-                continue
-            if isinstance(body, dict) and body.get("error"):
-                return f"{body.get('errorType', 'error')}: {body['error']}"
-    return text[:300]
+    return egress.sanitise(text.strip("()'\" "), ERROR_LIMIT)
 
 
 def _value(raw: str | float) -> float:

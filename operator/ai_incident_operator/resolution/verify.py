@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from .. import egress
 from ..investigation import prometheus
 from ..investigation.prometheus import PrometheusError, Series
 from ..times import human, iso
@@ -31,9 +32,18 @@ class CheckResult:
 
 
 def verify(
-    checks: list[dict[str, Any]], prometheus_url: str, window: timedelta, now: datetime
+    checks: list[dict[str, Any]],
+    prometheus_url: str,
+    window: timedelta,
+    now: datetime,
+    *,
+    namespaced: bool = True,
 ) -> tuple[bool, str]:
-    """(healthy, why): every check held for WINDOW up to NOW, or what a person should look at."""
+    """(healthy, why): every check held for WINDOW up to NOW, or what a person should look at.
+
+    NAMESPACED: the URL is a namespaced MitigationPolicy's, so it must pass `egress.check`
+    (False only for a ClusterMitigationPolicy's); a refused URL is never called.
+    """
     if not checks:
         return True, "no resolution.verification.checks in the policy: nothing to verify"
     if not prometheus_url:
@@ -41,6 +51,9 @@ def verify(
             "resolution.verification has checks but no prometheusURL: set it, or remove the "
             "checks to resolve without verification"
         )
+    refused = egress.check(prometheus_url, namespaced)
+    if refused:
+        return False, f"not verified: prometheusURL refused: {refused}"
     window = max(window, MIN_WINDOW)
     start = now - window
     step = prometheus.step_for(start, now)
