@@ -491,9 +491,10 @@ def test_namespaced_rbac_mode(release, local_cluster, solo_namespace, tmp_path):
     core.create_namespace({"metadata": {"name": other}})
     try:
         install("rbac.namespaced=true", f"watchNamespaces={{{ns}}}")
-        assert kube.get(Ref("Deployment", RELEASE_NS, RELEASE))["spec"]["template"]["spec"][
+        args = kube.get(Ref("Deployment", RELEASE_NS, RELEASE))["spec"]["template"]["spec"][
             "containers"
-        ][0]["args"][-2:] == ["--namespace", ns]
+        ][0]["args"]
+        assert [args[i + 1] for i, a in enumerate(args) if a == "--namespace"] == [ns]
         assert can_i("update", "deployments", ns)
         assert can_i("get", f"secrets/{RELEASE}-webhook", RELEASE_NS)
         assert not can_i("update", "deployments", other)

@@ -125,6 +125,7 @@ def test_report_list_describe_resolve(namespace, operator):
         "requested": True,
         "rootCause": "prompt template v42",
         "fix": "v43",
+        "by": kube.current_user(),  # the kubeconfig's user, as kubectl names it
     }
     assert kube.get(Ref("Deployment", namespace, "chat-llm"))["spec"]["replicas"] == 3
     text = aiincident("describe", name, "-n", namespace).stdout
