@@ -14,8 +14,6 @@ import base64
 import json
 import os
 import re
-import shutil
-import subprocess
 import uuid
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from ai_incident_operator.kube import Ref
 
 import kit
 from alertkit import Webhook, am_alert, am_payload
+from chartkit import helm
 from kit import (
     REPO,
     OperatorProcess,
@@ -57,16 +56,6 @@ RBAC_TROUBLE = re.compile(
     r"forbidden|Forbidden|(?<![,.:\d])\b403\b(?![,.:]\d)|Not enough permissions"
     r"|Failed to post an event"
 )
-
-
-def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    if shutil.which("helm") is None:
-        pytest.fail("helm is not on PATH: run 'make tools' (Helm v4 is cached under "
-                    "~/.cache/ai-incident-operator/tools/bin)", pytrace=False)  # fmt: skip
-    result = subprocess.run(["helm", *args], capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stderr}")
-    return result
 
 
 def render(*args: str) -> list[dict]:
