@@ -15,7 +15,7 @@ export KUBEBUILDER_ASSETS ?= $(K8S_BIN)
 export PATH := $(abspath $(BIN)):$(TOOLS_BIN):$(PATH)
 
 .PHONY: help deps venv system-deps cluster-binaries tools cluster cluster-down crds demo demo-down \
-        lint format test test-unit test-integration bench clean
+        lint format test test-unit test-integration bench clean checkov
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -36,7 +36,21 @@ cluster-binaries: system-deps ## build kube-apiserver and kube-controller-manage
 tools: system-deps ## fetch kubectl and helm once (cached)
 	@hack/fetch-tools.sh $(CACHE)/tools >/dev/null
 
-deps: system-deps venv cluster-binaries tools ## everything the tests and the demo need
+# checkov's pins conflict with the project's [dev] extras: it gets a venv of its own,
+# pinned in pyproject.toml's `checkov` extra (tests/chartkit.py finds it there).
+CHECKOV_PIN := $(shell grep -o 'checkov==[0-9.]*' pyproject.toml)
+CHECKOV_HOME := $(CACHE)/tools/checkov-$(subst checkov==,,$(CHECKOV_PIN))
+
+checkov: ## checkov in its own venv (cached), for the chart's security findings
+	@if [ ! -f $(CHECKOV_HOME)/.complete ]; then \
+	  echo ">> installing $(CHECKOV_PIN) into $(CHECKOV_HOME)" >&2; \
+	  rm -rf $(CHECKOV_HOME) && $(PYTHON) -m venv $(CHECKOV_HOME) && \
+	  $(CHECKOV_HOME)/bin/pip install -q --disable-pip-version-check '$(CHECKOV_PIN)' && \
+	  echo '$(CHECKOV_PIN)' > $(CHECKOV_HOME)/.complete; fi
+
+# The slow installs are independent once the Debian packages are in: run them together.
+deps: system-deps ## everything the tests and the demo need
+	@$(MAKE) --no-print-directory -j4 venv cluster-binaries tools checkov
 
 cluster: deps ## start the local control plane in the background; kubeconfig in .local/kubeconfig
 	@$(BIN)/python -m ai_incident_operator.localcluster up $(LOCAL)/cluster >/dev/null
@@ -68,8 +82,14 @@ format: venv ## apply ruff's formatting and fixes
 test-unit: venv system-deps ## the pure core, no cluster (promtool and amtool check deploy/)
 	@$(BIN)/pytest -q tests/unit
 
+# Two processes (pytest-xdist), each with its own control plane and operators, a test
+# file at a time: most of a test is waiting on the apiserver and the operator, so two
+# share the 2 cores well. TEST_WORKERS=0 runs everything in one process, as on an existing
+# cluster (USE_EXISTING_CLUSTER=1), where two sessions' operators would share namespaces.
+TEST_WORKERS ?= $(if $(filter 1,$(USE_EXISTING_CLUSTER)),0,2)
+
 test: deps lint ## lint, unit, integration and e2e tests against a real control plane
-	@$(BIN)/pytest -q -p no:cacheprovider tests
+	@$(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile tests
 
 bench: deps ## benchmarks; figures in bench-results/
 	@$(BIN)/python -m benchmarks $(BENCH_ARGS)

@@ -71,7 +71,7 @@ def control_plane() -> Iterator[Path]:
     kube.api_client.cache_clear()
     api = kubernetes.client.ApiextensionsV1Api()
     for path in sorted((REPO / "crds").glob("*.yaml")):
-        doc = yaml.safe_load(path.read_text())
+        doc = yaml.load(path.read_text(), Loader=yaml.CSafeLoader)
         try:
             api.create_custom_resource_definition(doc)
         except kubernetes.client.ApiException as err:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
+import functools
+import os
+import re
 import shutil
 import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -12,6 +18,8 @@ import yaml
 from kit import REPO
 
 CHART = REPO / "charts" / "ai-incident-operator"
+# Where `make tools` caches helm and kubectl; checkov gets a venv of its own there.
+TOOLS = Path.home() / ".cache" / "ai-incident-operator" / "tools"
 # Where RBAC never grants writes, whatever the values (the operator's code agrees).
 BUILTIN_PROTECTED = ("kube-system", "kube-public", "kube-node-lease")
 # Verbs that change or create something.
@@ -112,3 +120,76 @@ def secret_names(docs: list[dict]) -> dict[str | None, list[list[str] | None]]:
 def write_values(path: Path, values: dict) -> Path:
     path.write_text(yaml.safe_dump(values))
     return path
+
+
+# --- Kubernetes schemas (kubernetes-validate) and checkov ----------------------------------
+
+
+def kube_versions(oldest: str) -> list[str]:
+    """Every Kubernetes minor version from OLDEST that kubernetes-validate has schemas for."""
+    import kubernetes_validate.utils
+
+    def key(version: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in version.split("."))
+
+    shipped = {".".join(v.split(".")[:2]) for v in kubernetes_validate.utils.all_versions()}
+    return sorted((v for v in shipped if key(v) >= key(oldest)), key=key)
+
+
+def validate_kube(doc: dict, version: str) -> None:
+    """kubernetes_validate.validate, strict (no unknown fields), its schema files read once.
+
+    Raises kubernetes_validate.ValidationError, or SchemaNotFoundError for a kind without a
+    schema (a CRD's, or a built-in API that version no longer serves).
+    """
+    import kubernetes_validate
+    import kubernetes_validate.utils as utils
+
+    # validate() reads and parses the 1.8 MB definitions file on every call: cache the reads
+    # (pure: a file's parsed contents), or a few hundred documents per version take minutes.
+    if not hasattr(utils.schema_contents, "cache_info"):
+        utils.schema_contents = functools.cache(utils.schema_contents)
+    kubernetes_validate.validate(doc, version, strict=True)
+
+
+def checkov_requirement() -> str:
+    """checkov's pinned requirement: pyproject.toml's `checkov` extra."""
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]  # fmt: skip
+    (requirement,) = extras["checkov"]
+    return requirement
+
+
+def checkov() -> Path:
+    """The pinned checkov, in a venv of its own (its pins conflict with the project's [dev]).
+
+    $AIINCIDENT_CHECKOV names another checkov executable; else the venv under TOOLS is made
+    once (pip, a few minutes) and reused.
+    """
+    if given := os.environ.get("AIINCIDENT_CHECKOV"):
+        if not os.access(given, os.X_OK):
+            pytest.fail(f"AIINCIDENT_CHECKOV={given}: no such executable", pytrace=False)
+        return Path(given)
+    requirement = checkov_requirement()
+    pinned = re.fullmatch(r"checkov==([\w.]+)", requirement)
+    assert pinned, f"pyproject.toml: pin checkov exactly (checkov==X.Y.Z), not {requirement!r}"
+    home = TOOLS / f"checkov-{pinned[1]}"
+    binary, complete = home / "bin" / "checkov", home / ".complete"
+    if complete.is_file():
+        return binary
+    TOOLS.mkdir(parents=True, exist_ok=True)
+    with open(TOOLS / f"checkov-{pinned[1]}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another test run may be installing it
+        if complete.is_file():
+            return binary
+        shutil.rmtree(home, ignore_errors=True)  # a half-made one
+        pip = [str(home / "bin" / "pip"), "install", "-q", "--disable-pip-version-check"]
+        for step in ([sys.executable, "-m", "venv", str(home)], [*pip, requirement]):
+            done = subprocess.run(step, capture_output=True, text=True)
+            if done.returncode != 0:
+                shutil.rmtree(home, ignore_errors=True)
+                tail = " / ".join(line[:200] for line in done.stderr.strip().splitlines()[-2:])
+                pytest.fail(f"could not install {requirement} into {home} ({tail}): install it "
+                            f"there by hand, or set AIINCIDENT_CHECKOV to a checkov {pinned[1]}",
+                            pytrace=False)  # fmt: skip
+        complete.write_text(requirement + "\n")
+    return binary

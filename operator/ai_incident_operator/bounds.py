@@ -17,8 +17,11 @@ cluster admins can write it, and it is trusted as it is.
   `image` only from `configImages` (none by default); `configMap` only one the target
   reads, and keys it reads as environment are held to the env rules.
 - TrafficShift: the router routes to the incident's target (only to it, and only
-  within the namespace); the fallback is a Service labelled `aiincident.io/fallback:
-  "true"` (set by whoever may write Services there) or listed in `fallbackServices`.
+  within the namespace: its Services, InferencePools and AIServiceBackends, traced to
+  the target's pods; an InferenceService or Rollout router is the target itself); the
+  fallback is a Service, InferencePool or AIServiceBackend labelled
+  `aiincident.io/fallback: "true"` (set by whoever may write those there), or a
+  Service listed in `fallbackServices`.
 
 `problems` checks what the policy says alone (for the policy check and `aiincident
 validate`); `object_problems` checks it against the objects (the target, the router,
@@ -39,10 +42,11 @@ from typing import Any
 
 import yaml
 
-from . import GROUP
+from . import GROUP, workloads
 from .actions.config import env_names_of_key, uses_configmap
 from .actions.guardrail import is_workload_container, sidecar_ports
-from .actions.traffic import backends, unmitigated
+from .actions.traffic import backends, fallback_ref, service_of_host, unmitigated
+from .fieldpath import get
 from .resources import Ref
 
 Body = dict[str, Any]
@@ -356,10 +360,15 @@ def _pod_labels(target: Body) -> dict[str, str]:
 
 
 def selects(service: Body, target: Body) -> bool:
-    """Whether SERVICE (as it was before any mitigation) sends traffic to TARGET's pods."""
+    """Whether SERVICE (as it was before any mitigation) sends traffic to TARGET's serving
+    pods (a Deployment's, a LeaderWorkerSet's leaders, a KServe predictor's)."""
     selector = (unmitigated(service).get("spec") or {}).get("selector") or {}
-    labels = _pod_labels(target)
+    labels = workloads.adapter(_kind(target)).serving_labels(target)
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def _pod_spec(target: Body, pod: workloads.PodSpec) -> Body:
+    return workloads.as_pod(get(target, pod.path))  # a KServe model is a container too
 
 
 def _name(obj: Body) -> str:
@@ -376,10 +385,11 @@ def _sidecar_objects(
     name, found = container["name"], []
     if is_workload_container(target, name):
         found.append(
-            f"sidecar {name}: Deployment {_name(target)} has a container of that name "
+            f"sidecar {name}: {_kind(target)} {_name(target)} has a container of that name "
             "(adding it would replace the workload's own container)"
         )
-    pod = ((target.get("spec") or {}).get("template") or {}).get("spec") or {}
+    # The sidecar joins the serving pod: its mounts are that pod's volumes.
+    pod = _pod_spec(target, workloads.adapter(_kind(target)).serving_pod(target))
     volumes = {v.get("name"): v for v in pod.get("volumes") or [] if isinstance(v, dict)}
     for mount in container.get("volumeMounts") or []:
         volume = volumes.get((mount or {}).get("name")) or {}
@@ -402,7 +412,7 @@ def _sidecar_objects(
         if service is not None and not any(selects(service, t) for t in targets):
             found.append(
                 f"servicePort: Service {port['service']} selects none of the targets' pods "
-                f"(Deployment {_name(target)}, ...): only their own Service may use the sidecar"
+                f"({_kind(target)} {_name(target)}, ...): only their own Service may use the sidecar"
             )
     return found
 
@@ -411,15 +421,19 @@ def _config_objects(spec: Body, target: Body, bounds: TenantBounds) -> list[str]
     cm = spec.get("configMap")
     if not isinstance(cm, dict) or not cm.get("name"):
         return []
-    pod = ((target.get("spec") or {}).get("template") or {}).get("spec") or {}
-    if not uses_configmap(pod, cm["name"]):
+    adapter = workloads.adapter(_kind(target))
+    # Every pod template counts: a LeaderWorkerSet's workers may read it, not its leader.
+    pods = [_pod_spec(target, p) for p in adapter.pod_specs(target)]
+    readers = [pod for pod in pods if uses_configmap(pod, cm["name"])]
+    if not readers:
         return [
-            f"configMap {cm['name']} is not read by Deployment {_name(target)}: a namespaced "
-            "policy changes only the ConfigMaps its target uses"
+            f"configMap {cm['name']} is not read by {_kind(target)} {_name(target)}: a "
+            "namespaced policy changes only the ConfigMaps its target uses"
         ]
     found = []
     for key in cm.get("data") or {}:
-        for env in sorted(env_names_of_key(pod, cm["name"], str(key))):
+        names = {env for pod in readers for env in env_names_of_key(pod, cm["name"], str(key))}
+        for env in sorted(names):
             problem = env_key_problem(env, bounds, what=f"configMap key {key} (read as env)")
             if problem:
                 found.append(problem)
@@ -432,46 +446,129 @@ def _traffic_objects(
 ) -> list[str]:  # fmt: skip
     router_spec = spec.get("router") or {}
     kind, name = router_spec.get("kind"), router_spec.get("name")
-    fallback = (spec.get("fallback") or {}).get("service")
+    fallback = fallback_ref(spec, namespace)
     found: list[str] = []
     router = read(Ref(kind, namespace, name)) if kind and name else None
-    if router is not None:
-        names, foreign = backends(kind, unmitigated(router), namespace)
-        names.discard(fallback)
+    if router is not None and kind in ("InferenceService", "Rollout"):
+        # It routes between its own revisions: it must be (or run) one of the targets.
+        if not any(_is_workload_of(router, kind, t) for t in targets):
+            found.append(
+                f"router {kind} {name} is not the incident's target ({_kind(target)} "
+                f"{_name(target)}, ...): a namespaced policy shifts only its target's traffic"
+            )
+    elif router is not None:
+        refs, foreign = backends(kind, unmitigated(router), namespace)
+        refs = [r for r in refs if r != fallback]
         if foreign:
             found.append(
                 f"router {kind} {name} also routes to {', '.join(foreign)}, outside namespace "
                 f"{namespace}'s Services: a namespaced policy shifts only its target's traffic"
             )
-        services = {n: (router if kind == "Service" else read(Ref("Service", namespace, n)))
-                    for n in sorted(names)}  # fmt: skip
-        others = [
-            n
-            for n, s in services.items()
-            if s is not None and not any(selects(s, t) for t in targets)
-        ]
+        reached = [_reaches(r, router, targets, read) for r in sorted(refs, key=str)]
+        others = [what for what, serves in reached if serves is False]
         if others:
             found.append(
-                f"router {kind} {name} sends traffic to Service {', '.join(others)}, which "
+                f"router {kind} {name} sends traffic to {', '.join(others)}, which "
                 "selects none of the incident's targets: a namespaced policy shifts only its "
                 "target's traffic"
             )
-        elif not any(s is not None and selects(s, t) for s in services.values() for t in targets):
+        elif not any(serves for _, serves in reached):
             found.append(
-                f"router {kind} {name} does not route to Deployment {_name(target)} (nor to "
-                "another of the targets): name the object that sends traffic to the target"
+                f"router {kind} {name} does not route to {_kind(target)} {_name(target)} (nor "
+                "to another of the targets): name the object that sends traffic to the target"
             )
-    if fallback:
-        service = read(Ref("Service", namespace, fallback))
-        listed = f"{namespace}/{fallback}" in bounds.fallback_services
-        marked = ((service or {}).get("metadata", {}).get("labels") or {}).get(FALLBACK_LABEL)
-        if service is not None and not listed and marked != "true":
+    if fallback is not None:
+        obj = read(fallback)
+        listed = fallback.kind == "Service" and (
+            f"{namespace}/{fallback.name}" in bounds.fallback_services
+        )
+        marked = ((obj or {}).get("metadata", {}).get("labels") or {}).get(FALLBACK_LABEL)
+        if obj is not None and not listed and marked != "true":
+            also = (
+                f" (or an admin lists {namespace}/{fallback.name} in the tenant bounds' "
+                "fallbackServices)"
+                if fallback.kind == "Service"
+                else ""
+            )
             found.append(
-                f"fallback Service {fallback} is not marked as a fallback: whoever may change "
-                f'Services in {namespace} labels it {FALLBACK_LABEL}="true" (or an admin lists '
-                f"{namespace}/{fallback} in the tenant bounds' fallbackServices)"
+                f"fallback {fallback.kind} {fallback.name} is not marked as a fallback: "
+                f"whoever may change {fallback.kind}s in {namespace} labels it "
+                f'{FALLBACK_LABEL}="true"{also}'
             )
     return found
+
+
+def _kind(obj: Body) -> str:
+    return obj.get("kind") or "Deployment"
+
+
+def _is_workload_of(router: Body, kind: str, target: Body) -> bool:
+    """Whether ROUTER (an InferenceService, a Rollout) is TARGET, or a Rollout runs TARGET's
+    template (`spec.workloadRef` to the target Deployment)."""
+    if _kind(target) == kind and _name(target) == _name(router):
+        return True
+    ref = (router.get("spec") or {}).get("workloadRef") or {}
+    runs = (ref.get("kind"), ref.get("name")) == (_kind(target), _name(target))
+    return kind == "Rollout" and runs
+
+
+def _serving_labels(target: Body) -> list[dict[str, str]]:
+    """The labels of each kind of Pod TARGET runs, those its controller adds included (a
+    pool or a Service selects them by these): a LeaderWorkerSet's leaders and workers."""
+    try:
+        adapter = workloads.adapter(_kind(target))
+    except workloads.UnknownKind:
+        return [_pod_labels(target)]
+    return [adapter.pod_labels(target, pod) for pod in adapter.pod_specs(target)]
+
+
+def _selects_any(selector: dict[str, str], targets: list[Body]) -> bool:
+    return bool(selector) and any(
+        all(labels.get(k) == v for k, v in selector.items())
+        for t in targets
+        for labels in _serving_labels(t)
+    )
+
+
+def _service_serves(service: Body | None, targets: list[Body]) -> bool:
+    """Whether SERVICE (as it was before any mitigation) selects one of TARGETS' pods."""
+    selector = ((unmitigated(service).get("spec") or {}) if service else {}).get("selector")
+    return _selects_any(selector or {}, targets)
+
+
+def _reaches(ref: Ref, router: Body, targets: list[Body], read: Read) -> tuple[str, bool | None]:
+    """(REF in words, whether it sends traffic to one of TARGETS' pods); None: REF does not
+    exist (it carries no traffic)."""
+    what = f"{ref.kind} {ref.name}"
+    own = ref.kind == _kind(router) == "Service" and ref.name == _name(router)
+    obj = router if own else read(ref)
+    if obj is None:
+        return what, None
+    spec = unmitigated(obj).get("spec") or {}
+    if ref.kind == "Service":
+        return what, _service_serves(obj, targets)
+    if ref.kind == "InferencePool":
+        return what, _selects_any((spec.get("selector") or {}).get("matchLabels") or {}, targets)
+    # An AIServiceBackend: through its backendRef, an Envoy Gateway Backend (or a Service).
+    backend = spec.get("backendRef") or {}
+    where = backend.get("namespace") or ref.namespace
+    if where != ref.namespace or not backend.get("name"):
+        return f"{what} (backendRef in namespace {where})", False
+    if backend.get("kind", "Service") == "Service" and not backend.get("group"):
+        service = read(Ref("Service", ref.namespace, backend["name"]))
+        return f"{what} (Service {backend['name']})", _service_serves(service, targets)
+    words = f"{what} (Backend {backend['name']}: not traced to a Service of the namespace)"
+    if (backend.get("kind"), backend.get("group")) != ("Backend", "gateway.envoyproxy.io"):
+        return words, False
+    found = read(Ref("Backend", ref.namespace, backend["name"]))
+    endpoints = ((found or {}).get("spec") or {}).get("endpoints") or []
+    hosts = [((e or {}).get("fqdn") or {}).get("hostname") or "" for e in endpoints]
+    # A bare name would resolve in the gateway's namespace: only name.namespace(.svc...) counts.
+    names = [service_of_host(h, ref.namespace) if h.count(".") else None for h in hosts]
+    if not names or None in names:
+        return words, False
+    serves = all(_service_serves(read(Ref("Service", ref.namespace, n)), targets) for n in names)
+    return f"{what} (Backend {backend['name']}: Service {', '.join(names)})", serves
 
 
 def object_problems(

@@ -7,15 +7,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import importlib
 import logging
 import os
+import signal
 import socket
 import sys
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
-from . import __version__, kube
+from . import __version__, kube, supervisor
+
+if TYPE_CHECKING:
+    from .intake.server import Intake
 
 # Modules that add sub-commands: each has `add_commands(subparsers)`.
 COMMAND_MODULES: tuple[str, ...] = ("validation", "reports")
@@ -57,35 +64,112 @@ def _run(args: argparse.Namespace) -> int:
     kube.load_config()
     liveness = f"http://{_bindable(args.liveness_listen)}/healthz" if args.liveness_listen else None
 
-    async def operate() -> None:
+    async def operate() -> int:
         # The intake's Kubernetes calls run in the loop's default pool (asyncio.to_thread):
         # sized so that an alert storm is not held to a handful of deliveries at once.
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=16))
-        # The webhook serves on kopf's loop; it stops first on shutdown (kopf's cleanup
-        # hook), so that kopf does not wait on its open connections.
         server = await webhook.start(settings) if settings else None
-        if server:
-            kopf.on.cleanup(id="stop-webhook")(server.stop)
+        stopping = asyncio.Event()  # a signal asked the operator to stop (not a kopf failure)
+
+        # The webhook serves on kopf's loop and outlives a failed kopf run; on shutdown it
+        # stops first (kopf's cleanup hook), so that kopf does not wait on its connections.
+        async def stop_webhook(**_: object) -> None:
+            if server and stopping.is_set():
+                await server.stop()
+
+        kopf.on.cleanup(id="stop-webhook")(stop_webhook)
         handlers.WATCH_NAMESPACES[:] = args.namespace or []
+
+        async def kopf_once() -> None:
+            await _kopf_run(args, liveness, stopping, server.intake if server else None)
+
         try:
-            await kopf.operator(
-                clusterwide=not args.namespace,
-                namespaces=args.namespace or [],
-                liveness_endpoint=liveness,
-                standalone=not args.peering,
-                peering_name=args.peering,
-                priority=peering_priority(args.peering_priority),
-            )
+            return await supervisor.supervise(kopf_once, stopping)
         finally:
             if server:
                 await server.stop()
 
     try:
-        asyncio.run(operate())
+        return _run_loop(operate())
     except webhook.SettingsError as err:
         print(f"aiincident: {err}", file=sys.stderr)
         return 2
-    return 0
+
+
+EXIT_GRACE = 5.0  # seconds for the tasks still running at exit to end once cancelled
+
+
+def _run_loop(main: Coroutine[None, None, int]) -> int:
+    """`asyncio.run(MAIN)`, except that tasks left behind by a stuck kopf run (supervisor)
+    cannot hold up the exit: asyncio.run would wait for them for ever."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(main)
+    finally:
+        left = asyncio.all_tasks(loop)
+        for task in left:
+            task.cancel()
+        if left:
+            loop.run_until_complete(asyncio.wait(left, timeout=EXIT_GRACE))
+        loop.run_until_complete(asyncio.wait([loop.create_task(loop.shutdown_asyncgens())],
+                                             timeout=EXIT_GRACE))  # fmt: skip
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+async def _kopf_run(
+    args: argparse.Namespace, liveness: str | None, stopping: asyncio.Event, intake: Intake | None
+) -> None:
+    """One run of kopf (`supervisor` starts another if it fails), with its own insights."""
+    import kopf
+
+    from . import coverage
+
+    clusterwide, namespaces = not args.namespace, args.namespace or []
+    existing = asyncio.all_tasks()
+    insights = coverage.Insights()
+    watched = coverage.Coverage(
+        insights, clusterwide=clusterwide, namespaces=namespaces, older=existing
+    )
+    if intake is not None:  # /readyz: false until kopf watches every resource handled
+        intake.also_ready = watched.not_ready_because
+    settings = kopf.OperatorSettings()  # `handlers.configure` fills it at kopf's start-up
+    stop_flag = asyncio.Event()
+    tasks = await kopf.spawn_tasks(
+        clusterwide=clusterwide,
+        namespaces=namespaces,
+        liveness_endpoint=liveness,
+        standalone=not args.peering,
+        peering_name=args.peering,
+        priority=peering_priority(args.peering_priority),
+        settings=settings,
+        insights=insights,
+        stop_flag=stop_flag,
+    )
+
+    # Started after spawn_tasks, so that it has kopf's credentials (a context variable).
+    looking = asyncio.create_task(watched.run(settings), name="aiincident coverage")
+
+    # Instead of kopf's own signal handlers: a signal stops for good; a failure does not.
+    def on_signal(sig: signal.Signals) -> None:
+        logging.getLogger(__name__).info("%s: stopping", sig.name)
+        stopping.set()
+        stop_flag.set()
+        looking.cancel()  # the watches going away is no news
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    runner = asyncio.create_task(kopf.run_tasks(tasks, ignored=supervisor.NotKopfs(existing)))
+    try:
+        await supervisor.finish(runner, tasks, stopping, older=existing)
+    finally:
+        looking.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await looking
+        if intake is not None:
+            intake.also_ready = lambda: "kopf is starting again after a failure; see the log"
 
 
 def _bindable(listen: str) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 
 import kopf
 
-from . import GROUP, VERSION, bounds, engine, kube
+from . import GROUP, VERSION, bounds, engine, kube, workloads
 from . import policy as policies
 from .heldwatch import HeldWatch
 from .investigation.refresh import refresh as refresh_evidence
@@ -53,6 +53,13 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
+    # kopf's other calls (patches, lists, Events) as kube.TIMEOUT bounds the operator's own:
+    # by default a connect waits for the whole 5-minute request timeout.
+    settings.networking.connect_timeout = kube.TIMEOUT[0]
+    settings.networking.request_timeout = kube.TIMEOUT[1]
+    # kopf would SIGKILL the process 10 minutes after any run that did not end by a signal,
+    # and a failed run is started again in-process (supervisor); a signal sets the stop flag.
+    settings.process.ultimate_exiting_timeout = None
     # kopf's own INFO lines stay in the log; the incident's Events are the operator's own.
     settings.posting.level = logging.WARNING
     settings.execution.max_workers = 16
@@ -112,7 +119,8 @@ def releases(namespace: str, name: str, status: kopf.Status, **_: Any) -> dict[t
     """(namespace, target) -> (incident, when its mitigation there was undone), for cooldowns."""
     found: dict[tuple, tuple] = {}
     for entry in status.get("mitigations") or []:
-        if entry.get("revertedAt") and entry.get("target", "").startswith("Deployment/"):
+        kind = entry.get("target", "").partition("/")[0]
+        if entry.get("revertedAt") and kind in workloads.ADAPTERS:  # a workload of any kind
             target = entry["target"].partition("/")[2]
             when = entry["revertedAt"]
             if (namespace, target) not in found or found[(namespace, target)][1] < when:
@@ -255,6 +263,9 @@ _held: list[HeldWatch] = []
 
 @kopf.on.startup(id="start-scheduler")
 def start_scheduler(**_: Any) -> None:
+    # A kopf run started again after a failure (supervisor) has new indexes and context.
+    _indexes.clear()
+    _kopf_context.clear()
     SCHEDULER.start()
     watch = HeldWatch(lambda key: _want_engine(key, REPAIR_DELAY), WATCH_NAMESPACES or None)
     watch.start()

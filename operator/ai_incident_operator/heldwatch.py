@@ -8,6 +8,13 @@ that holder's incident is scheduled to run at once; the engine re-applies and sa
 `MitigationContested`. Kinds whose CRD is absent, or that the operator may not
 watch, are skipped with a log line: repair then comes with the incident's next
 scheduled pass (its evidence refresh).
+
+A contested object is passed on once per change that matters (its generation or
+the set of reverted fields moved), not for every status update the controllers
+write while it stays reverted: during a contest's backoff the engine itself says
+when it looks again. A held workload whose pod template a person changed (a
+rollout: `investigation.changes`) is passed on too, so that the change reaches
+the incident's timeline at once.
 """
 
 from __future__ import annotations
@@ -16,13 +23,15 @@ import fnmatch
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from . import kube, ledger
 from .errors import APIError, Forbidden, NotFound
+from .investigation import changes
 from .resources import HELD_KINDS
 
 log = logging.getLogger(__name__)
-KINDS = HELD_KINDS
+KINDS = tuple(dict.fromkeys(HELD_KINDS))  # one watch per kind, whatever lists it twice
 SELECTOR = ledger.HELD_LABEL
 RETRY_SECONDS = 5.0
 
@@ -36,6 +45,44 @@ def contested_holders(obj: dict) -> list[tuple[str, str]]:
             if (namespace, name) not in found:
                 found.append((namespace, name))
     return found
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the watch last saw of one held object."""
+
+    generation: int | None
+    contested: tuple[tuple[str, str], ...]  # (namespace, incident) of the holders reverted
+    reverted: tuple[tuple[str, str, str], ...]  # (holder, action, path) found reverted
+    template: str  # the pod template's fingerprint without the operator's changes; "" none
+
+
+def seen(obj: dict) -> Seen:
+    """The parts of OBJ that decide whether its holders need a pass (pure)."""
+    reverted = tuple(
+        (holder, action, path)
+        for holder, action in ledger.holders(obj)
+        for path in ledger.contested(obj, holder, action)
+    )
+    template = changes.template_fingerprint(obj)
+    meta = obj.get("metadata") or {}
+    return Seen(meta.get("generation"), tuple(contested_holders(obj)), reverted, template)
+
+
+def due(before: Seen | None, after: Seen, obj: dict) -> list[tuple[str, str]]:
+    """(namespace, incident) of the holders that need a pass now AFTER follows BEFORE (pure)."""
+    keys: list[tuple[str, str]] = []
+    moved = before is None or (before.generation, before.reverted) != (
+        after.generation,
+        after.reverted,
+    )
+    if after.contested and moved:
+        keys += after.contested
+    if before is not None and before.template and after.template != before.template:
+        for holder, _ in ledger.holders(obj):  # a person rolled the workload out
+            namespace, _, name = holder.partition("/")
+            keys.append((namespace, name))
+    return list(dict.fromkeys(keys))
 
 
 def watched(namespace: str, patterns: list[str]) -> bool:
@@ -59,6 +106,8 @@ class HeldWatch:
         self.wanted = list(namespaces or [])
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._seen: dict[str, Seen] = {}  # uid -> as last seen
+        self._seen_lock = threading.Lock()
 
     def start(self) -> None:
         for kind in KINDS:
@@ -85,6 +134,9 @@ class HeldWatch:
                     version = obj.get("metadata", {}).get("resourceVersion") or version
                     if type_ in ("ADDED", "MODIFIED"):
                         self._check(obj)
+                    elif type_ == "DELETED":  # gone, or no longer held (the label removed)
+                        with self._seen_lock:
+                            self._seen.pop(obj.get("metadata", {}).get("uid", ""), None)
                     if self._stop.is_set():
                         return
             except Forbidden as err:
@@ -112,5 +164,10 @@ class HeldWatch:
         namespace = (obj.get("metadata") or {}).get("namespace", "")
         if self.patterns and not watched(namespace, self.wanted):
             return
-        for key in contested_holders(obj):
+        uid = (obj.get("metadata") or {}).get("uid", "")
+        after = seen(obj)
+        with self._seen_lock:
+            before = self._seen.get(uid)
+            self._seen[uid] = after
+        for key in due(before, after, obj):
             self.on_contested(key)

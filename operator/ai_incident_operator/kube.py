@@ -78,12 +78,20 @@ def load_config() -> None:
 
 
 POOL_SIZE = 32  # kopf's worker threads plus the intake's share the connections
+# urllib3 would retry a GET's read timeout 3 times (4 minutes on a dead connection): a
+# request already sent is tried once more at most (a pooled connection the apiserver
+# closed as it was reused); connecting, which sends nothing, twice more.
+RETRIES = urllib3.Retry(total=3, connect=2, read=1, redirect=0, status=0, other=0)
 
 
 @cache
 def api_client() -> ApiClient:
     config = kubernetes.client.Configuration.get_default_copy()
     config.connection_pool_maxsize = POOL_SIZE
+    config.retries = RETRIES
+    # TCP keepalive: a watch on a connection that died silently (a NAT, a load balancer
+    # dropping it) fails instead of waiting out its read timeout.
+    config.keep_alive = True
     return ApiClient(config)
 
 

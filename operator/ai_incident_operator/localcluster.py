@@ -191,6 +191,27 @@ def current(root: Path) -> LocalCluster | None:
     return LocalCluster(root=root, server=state["server"], kubeconfig=root / "kubeconfig")
 
 
+def _apiserver_flags(root: Path, etcd: str, api_port: int) -> dict[str, object]:
+    return {
+        "etcd-servers": etcd,
+        "bind-address": "127.0.0.1",
+        "advertise-address": "127.0.0.1",
+        "secure-port": api_port,
+        "insecure-port": 0,
+        "tls-cert-file": root / "server.crt",
+        "tls-private-key-file": root / "server.key",
+        "client-ca-file": root / "ca.crt",
+        "token-auth-file": root / "tokens.csv",
+        "service-account-key-file": root / "sa.pub",
+        "service-account-signing-key-file": root / "sa.key",
+        "service-account-issuer": "https://kubernetes.default.svc",
+        "authorization-mode": "RBAC",
+        "service-cluster-ip-range": "10.96.0.0/16",
+        "allow-privileged": "true",
+        "cert-dir": root / "certs",
+    }
+
+
 def up(root: Path, timeout: float = 60.0) -> LocalCluster:
     """Start a control plane whose files live in ROOT, or return the one already there."""
     root = root.resolve()
@@ -232,27 +253,7 @@ def up(root: Path, timeout: float = 60.0) -> LocalCluster:
         },
     )
     pids["kube-apiserver"] = _spawn(
-        root,
-        "kube-apiserver",
-        bins / "kube-apiserver",
-        {
-            "etcd-servers": etcd,
-            "bind-address": "127.0.0.1",
-            "advertise-address": "127.0.0.1",
-            "secure-port": api_port,
-            "insecure-port": 0,
-            "tls-cert-file": root / "server.crt",
-            "tls-private-key-file": root / "server.key",
-            "client-ca-file": root / "ca.crt",
-            "token-auth-file": root / "tokens.csv",
-            "service-account-key-file": root / "sa.pub",
-            "service-account-signing-key-file": root / "sa.key",
-            "service-account-issuer": "https://kubernetes.default.svc",
-            "authorization-mode": "RBAC",
-            "service-cluster-ip-range": "10.96.0.0/16",
-            "allow-privileged": "true",
-            "cert-dir": root / "certs",
-        },
+        root, "kube-apiserver", bins / "kube-apiserver", _apiserver_flags(root, etcd, api_port)
     )
     ca = root / "ca.crt"
     try:
@@ -281,7 +282,13 @@ def up(root: Path, timeout: float = 60.0) -> LocalCluster:
             "horizontal-pod-autoscaler-sync-period": "1s",
         },
     )
-    state = {"server": server, "admin_token": admin_token, "sa_tokens": sa_tokens, "pids": pids}
+    state = {
+        "server": server,
+        "admin_token": admin_token,
+        "sa_tokens": sa_tokens,
+        "pids": pids,
+        "etcd": etcd,
+    }
     (root / "state.json").write_text(json.dumps(state, indent=2))
     return LocalCluster(root=root, server=server, kubeconfig=root / "kubeconfig")
 
@@ -295,6 +302,46 @@ def down(root: Path) -> None:
             continue
         _stop(int(pid_file.read_text()))
     shutil.rmtree(root, ignore_errors=True)
+
+
+def stop_apiserver(root: Path) -> None:
+    """Stop only the kube-apiserver of the control plane in ROOT (etcd keeps the data)."""
+    root = root.resolve()
+    _stop(int((root / "kube-apiserver.pid").read_text()))
+
+
+def start_apiserver(
+    root: Path, timeout: float = 60.0, extra_flags: dict[str, object] | None = None
+) -> LocalCluster:
+    """Start the kube-apiserver of ROOT again, on the same port and data, with EXTRA_FLAGS.
+
+    Returns once it is ready: what a rolling restart of a real control plane looks like to
+    its clients (connections drop, then the same address answers again).
+    """
+    root = root.resolve()
+    state_file = root / "state.json"
+    state = json.loads(state_file.read_text())
+    api_port = int(state["server"].rpartition(":")[2])
+    flags = {**_apiserver_flags(root, state["etcd"], api_port), **(extra_flags or {})}
+    pid = _spawn(root, "kube-apiserver", find_binaries() / "kube-apiserver", flags)
+    state["pids"]["kube-apiserver"] = pid
+    state_file.write_text(json.dumps(state, indent=2))
+    ca, token = root / "ca.crt", state["admin_token"]
+    _wait(
+        "kube-apiserver /readyz",
+        lambda: _ready(state["server"], ca, token),
+        {"kube-apiserver": pid},
+        root,
+        timeout,
+    )
+    return LocalCluster(root=root, server=state["server"], kubeconfig=root / "kubeconfig")
+
+
+def restart_apiserver(root: Path, down_for: float = 0.0, timeout: float = 60.0) -> LocalCluster:
+    """Stop the kube-apiserver, wait DOWN_FOR seconds, start it again (see start_apiserver)."""
+    stop_apiserver(root)
+    time.sleep(down_for)
+    return start_apiserver(root, timeout)
 
 
 def _stop(pid: int) -> None:

@@ -108,8 +108,10 @@ def covers(
             return False
     elif body.get("metadata", {}).get("namespace") != namespace:
         return False
+    kinds = spec.get("targetKinds")  # absent: every kind
     return bool(targets) and all(
         selector_matches(spec.get("targetSelector"), t.get("metadata", {}).get("labels"))
+        and (not kinds or t.get("kind", "Deployment") in kinds)
         for t in targets
     )
 
@@ -138,7 +140,10 @@ def select_for(
     policies: list[Body], namespace: str, namespace_labels: dict[str, str]
 ) -> Body | None:
     """The winning ready policy of NAMESPACE whatever the target (for an incident without one)."""
-    widened = [{**p, "spec": {**(p.get("spec") or {}), "targetSelector": {}}} for p in policies]
+    widened = [
+        {**p, "spec": {**(p.get("spec") or {}), "targetSelector": {}, "targetKinds": None}}
+        for p in policies
+    ]
     chosen = select(widened, namespace, namespace_labels, [{"metadata": {}}])
     return policies[widened.index(chosen)] if chosen is not None else None
 

@@ -12,11 +12,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import bounds, egress, events, kube
+from . import bounds, egress, events, kube, workloads
 from . import policy as policies
 from .access import Access
+from .actions.traffic import fallback_ref
 from .conditions import set_condition
+from .errors import Forbidden
 from .kube import Ref
+from .resources import KINDS
+
+
+def policy_targets(api: Access, namespace: str, spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The workloads of NAMESPACE the policy's targetSelector and targetKinds cover.
+
+    Raises Forbidden when the operator may not list a kind that targetKinds names.
+    """
+    selector = policies.selector_string(spec.get("targetSelector") or {})
+    return workloads.covered(api, namespace, selector, spec.get("targetKinds"))
+
+
+def forbidden_kinds(err: Forbidden) -> str:
+    """The policy's problem when a kind its targetKinds names may not be listed."""
+    return (
+        f"targetKinds: the operator may not list {err.message}; grant it list on that kind "
+        "(the chart's RBAC values) or leave the kind out of targetKinds"
+    )
 
 
 def cluster_problems(body: dict[str, Any], api: Access | None = None) -> list[str]:
@@ -28,27 +48,45 @@ def cluster_problems(body: dict[str, Any], api: Access | None = None) -> list[st
         return []  # a cluster policy's objects live in each incident's namespace
     problems: list[str] = []
     targets = None
+    if spec.get("targetKinds"):
+        # A kind it names that the operator may not list: the policy cannot cover it.
+        try:
+            targets = policy_targets(api, namespace, spec)
+        except Forbidden as err:
+            problems.append(forbidden_kinds(err))
+            targets = []
     for response in spec.get("responses") or []:
         for action in response.get("actions") or []:
             kind = action.get("type")
             if kind == "TrafficShift":
-                fallback = (action.get("fallback") or {}).get("service")
-                if fallback and api.get(Ref("Service", namespace, fallback)) is None:
-                    problems.append(
-                        f"TrafficShift fallback Service {namespace}/{fallback} does not exist"
-                    )
+                problems += _fallback_problems(api, namespace, action)
             if kind == "ConservativeConfig" and isinstance(action.get("container"), str):
                 if targets is None:
-                    selector = policies.selector_string(spec.get("targetSelector") or {})
-                    targets = api.list("Deployment", namespace, selector)
+                    targets = policy_targets(api, namespace, spec)
                 for target in targets:
-                    names = [c["name"] for c in target["spec"]["template"]["spec"]["containers"]]
+                    found = workloads.adapter(target["kind"]).containers(target)
+                    names = list(dict.fromkeys(c.name for c in found))
                     if action["container"] not in names:
                         problems.append(
                             f"ConservativeConfig container {action['container']!r} is not in "
-                            f"Deployment {target['metadata']['name']} (containers: {', '.join(names)})"
+                            f"{target['kind']} {target['metadata']['name']} (containers: "
+                            f"{', '.join(names)})"
                         )
     return problems
+
+
+def _fallback_problems(api: Access, namespace: str, action: dict[str, Any]) -> list[str]:
+    """A TrafficShift's fallback (Service, InferencePool, AIServiceBackend) that is not there."""
+    ref = fallback_ref(action, namespace)
+    if ref is None or api.get(ref) is not None:
+        return []
+    if ref.kind != "Service" and not api.kind_installed(ref.kind):
+        k = KINDS[ref.kind]
+        return [
+            f"TrafficShift fallback {ref.kind} {namespace}/{ref.name} does not exist: this "
+            f"cluster does not serve {k.plural}.{k.group}/{k.version} (install its CRDs)"
+        ]
+    return [f"TrafficShift fallback {ref.kind} {namespace}/{ref.name} does not exist"]
 
 
 def tenant_problems(
@@ -64,8 +102,10 @@ def tenant_problems(
     if namespace is None:
         return found
     api = api or kube.cluster()
-    selector = policies.selector_string(spec.get("targetSelector") or {})
-    targets = api.list("Deployment", namespace, selector)
+    try:
+        targets = policy_targets(api, namespace, spec)
+    except Forbidden:
+        return found  # cluster_problems says so: the policy is not Ready either way
     for i, response in enumerate(spec.get("responses") or []):
         for j, action in enumerate(response.get("actions") or []):
             where = f"responses[{i}].actions[{j}] ({action.get('type')})"

@@ -14,7 +14,14 @@ Body = dict[str, Any]
 
 
 def ready(obj: Body) -> tuple[bool, str]:
-    """(ready, why not / what is): the workload OBJ has all its wanted replicas available."""
+    """(ready, why not / what is) for the workload OBJ of any kind, by its adapter's rules."""
+    from . import workloads  # the adapters use replicas_ready below
+
+    return workloads.adapter(obj.get("kind")).ready(obj)
+
+
+def replicas_ready(obj: Body) -> tuple[bool, str]:
+    """(ready, why not / what is): the Deployment OBJ has all its wanted replicas available."""
     kind = obj.get("kind") or "Deployment"
     name = f"{kind}/{(obj.get('metadata') or {}).get('name', '?')}"
     meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}

@@ -85,6 +85,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     approve.add_argument("name")
     approve.add_argument("-n", "--namespace", help="default: the kubeconfig's namespace")
+    approve.add_argument(
+        "--by", metavar="WHO", help="who approves (default: the kubeconfig's user)"
+    )
     approve.set_defaults(func=_command(_approve))
 
     resolve = _parser(
@@ -371,7 +374,8 @@ def describe(incident: dict[str, Any]) -> str:
         + (f" ({resolved})" if resolved else ""),
     )
     if "approved" in spec or status.get("phase") == "AwaitingApproval":
-        field("Approved", "yes" if spec.get("approved") else "no (aiincident approve)")
+        by = f" (by {spec['approvedBy']})" if spec.get("approvedBy") else ""
+        field("Approved", f"yes{by}" if spec.get("approved") else "no (aiincident approve)")
     field(
         "Created",
         f"{meta.get('creationTimestamp', '?')} ({age(meta.get('creationTimestamp'))} ago)",
@@ -491,14 +495,17 @@ def _describe(args: argparse.Namespace) -> int:
 
 def _approve(args: argparse.Namespace) -> int:
     incident = _get(args.namespace, args.name)
-    kube.patch(Ref("AIIncident", args.namespace, args.name), {"spec": {"approved": True}})
+    who = args.by or kube.current_user()
+    # Who approved is kept in spec; the operator puts it in the timeline and condition.
+    spec = {"approved": True, "approvedBy": who}
+    kube.patch(Ref("AIIncident", args.namespace, args.name), {"spec": spec})
     phase = (incident.get("status") or {}).get("phase")
     note = (
         ""
         if phase == "AwaitingApproval"
         else f" (it was not awaiting approval: phase {phase or 'Pending'})"
     )
-    print(f"aiincident {args.namespace}/{args.name} approved{note}")
+    print(f"aiincident {args.namespace}/{args.name} approved by {who}{note}")
     return 0
 
 

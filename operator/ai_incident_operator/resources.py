@@ -41,6 +41,19 @@ KINDS = {
     for k in (
         Kind("apps", "v1", "deployments", "Deployment"),
         Kind("apps", "v1", "replicasets", "ReplicaSet"),
+        Kind("apps", "v1", "statefulsets", "StatefulSet"),
+        Kind("apps", "v1", "controllerrevisions", "ControllerRevision"),
+        # Model-serving workloads and routers (CRDs; each may be absent).
+        Kind("argoproj.io", "v1alpha1", "rollouts", "Rollout"),
+        Kind("leaderworkerset.x-k8s.io", "v1", "leaderworkersets", "LeaderWorkerSet"),
+        Kind("serving.kserve.io", "v1beta1", "inferenceservices", "InferenceService"),
+        Kind("serving.kserve.io", "v1alpha2", "llminferenceservices", "LLMInferenceService"),
+        Kind("inference.networking.k8s.io", "v1", "inferencepools", "InferencePool"),
+        Kind("aigateway.envoyproxy.io", "v1beta1", "aigatewayroutes", "AIGatewayRoute"),
+        # TrafficShift fallbacks of an AIGatewayRoute, and the Envoy Gateway Backends
+        # they point at (read by the tenant bounds only).
+        Kind("aigateway.envoyproxy.io", "v1beta1", "aiservicebackends", "AIServiceBackend"),
+        Kind("gateway.envoyproxy.io", "v1alpha1", "backends", "Backend"),
         Kind("", "v1", "pods", "Pod"),
         Kind("batch", "v1", "jobs", "Job"),
         Kind("batch", "v1", "cronjobs", "CronJob"),  # Kubernetes 1.21 and newer
@@ -69,7 +82,14 @@ KINDS = {
 
 
 # The kinds a mitigation may hold (change with a ledger): watched for repair, swept on undo.
-HELD_KINDS = ("Deployment", "Service", "ConfigMap", "ScaledObject", "VirtualService", "HTTPRoute")
+HELD_KINDS = (
+    "Deployment", "Service", "ConfigMap", "ScaledObject", "VirtualService", "HTTPRoute",
+    # TrafficShift routers of model serving.
+    "InferenceService", "AIGatewayRoute", "Rollout",
+    # Model-serving workloads (ScaleToZero, GuardrailSidecar, ConservativeConfig), besides
+    # InferenceService and Rollout above, which are workloads too.
+    "StatefulSet", "LeaderWorkerSet", "LLMInferenceService",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

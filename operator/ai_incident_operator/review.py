@@ -56,6 +56,7 @@ def render(incident: dict[str, Any], now: datetime) -> str:
             " happen and how to catch it sooner, not who is to blame.", ""]  # fmt: skip
     out += _summary(spec, status)
     out += _timeline(spec, status)
+    out += _changes(status)
     out += _root_cause(meta, spec, status)
     out += _impact(spec, status, now)
     out += _effectiveness(spec, status)
@@ -148,6 +149,26 @@ def _timeline(spec: dict, status: dict) -> list[str]:
     out += [f"| {iso(when)} | {_cell(kind)} | {_cell(text)} |" for when, kind, text in rows]
     if not rows:
         out.append("| - | - | no events recorded |")
+    out.append("")
+    return out
+
+
+# Timeline entries of changes people made to the targets during the incident
+# (investigation.changes); the operator's own changes are under Mitigations.
+PEOPLE_CHANGES = ("TargetChanged", "ConfigChanged")
+
+
+def _changes(status: dict) -> list[str]:
+    out = ["## Changes made during the incident", ""]
+    found = [t for t in status.get("timeline") or [] if t.get("type") in PEOPLE_CHANGES]
+    found.sort(key=lambda t: t.get("time") or "")
+    if not found:
+        out += ["No rollout of the targets and no edit of the ConfigMaps they read was seen "
+                "besides the operator's own mitigations.", ""]  # fmt: skip
+        return out
+    out += ["Rollouts and ConfigMap edits by people or their tools (not the operator's "
+            "mitigations): was one of them the fix, or did one make it worse?", ""]  # fmt: skip
+    out += [f"- {t.get('time')} {t.get('type')}: {_inline(t.get('message', ''))}" for t in found]
     out.append("")
     return out
 

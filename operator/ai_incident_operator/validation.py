@@ -488,7 +488,7 @@ def simulate(
     result["targets"] = [f"Deployment/{t['metadata']['name']}" for t in targets]
     if not targets:
         result["outcome"] = "TargetNotFound"
-        notes.append(engine.missing_target_message(ns, spec))
+        notes.append(engine.missing_target_message(ns, spec, api=api))
         return result
     try:
         not_ready = policies.validate(policy_obj.get("spec") or {}) or cluster_problems(

@@ -7,15 +7,22 @@ rbac.writeNamespaces (none by default). Never in kube-system, kube-public, kube-
 protectedNamespaces, nor (unless watched) the release namespace with the operator's own
 Deployment; cluster-wide writes only with rbac.clusterWideWrites. Secrets: get, by name.
 
+The model-serving kinds (StatefulSets, Argo Rollouts, LeaderWorkerSets, KServe,
+InferencePools, Envoy AI Gateway) have one switch per API group (rbac.servingKinds, all on
+by default); each adds its reads where Deployments are read and its writes where
+Deployments are written, and nothing else.
+
 Offline, every combination of those values is rendered and checked; then the chart is
 installed with its default values and the apiserver is asked (SubjectAccessReviews, as
 `kubectl auth can-i --as` sends them, and real calls with the ServiceAccount's token)
 what the ServiceAccount may do; last, with watchNamespaces, the operator runs as that
-ServiceAccount and mitigates in the watched namespace.
+ServiceAccount and mitigates in the watched namespace: a Deployment scaled to zero, and a
+KServe InferenceService stopped, each restored exactly.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import uuid
@@ -39,6 +46,7 @@ from chartkit import (
     secret_names,
     workload_writes,
 )
+from controllers import Controllers
 from kit import (
     OperatorProcess,
     create_incident,
@@ -46,6 +54,7 @@ from kit import (
     get_incident,
     kubectl,
     policy_body,
+    spec_snapshot,
     wait_for,
 )
 
@@ -62,6 +71,58 @@ BASE = ["--set", f"fullnameOverride={RELEASE}", "--set", f"serviceAccount.name={
 
 def rendered(*args: str) -> list[dict]:
     return render(RELEASE, RELEASE_NS, *BASE, *args)
+
+
+# The model-serving kinds: rbac.servingKinds switch -> (its rules in the read group, its rules
+# in the write group), as (apiGroup, resource, verb). What the operator's code calls: get and
+# list (targets, policies' targetSelector), watch (the repair watches on held objects; the
+# undo sweep lists them), update (ScaleToZero, ConservativeConfig, GuardrailSidecar and
+# TrafficShift write with the resourceVersion read), a status patch (a Rollout's abort).
+READS = ("get", "list", "watch")
+SERVING: dict[str, tuple[set[tuple[str, str, str]], set[tuple[str, str, str]]]] = {
+    "statefulSets": (
+        {("apps", "statefulsets", v) for v in READS},
+        {("apps", "statefulsets", "update")},
+    ),
+    "argoRollouts": (
+        {("argoproj.io", "rollouts", v) for v in READS},
+        {("argoproj.io", "rollouts", "update"), ("argoproj.io", "rollouts/status", "patch")},
+    ),
+    "leaderWorkerSets": (
+        {("leaderworkerset.x-k8s.io", "leaderworkersets", v) for v in READS},
+        {("leaderworkerset.x-k8s.io", "leaderworkersets", "update")},
+    ),
+    "kserve": (
+        {("serving.kserve.io", r, v) for r in ("inferenceservices", "llminferenceservices")
+         for v in READS},
+        {("serving.kserve.io", r, "update") for r in ("inferenceservices", "llminferenceservices")},
+    ),
+    # Read by name only, never written: fallbacks and the tenant bounds' trace.
+    "inferencePools": ({("inference.networking.k8s.io", "inferencepools", "get")}, set()),
+    "aiGateway": (
+        {("aigateway.envoyproxy.io", "aigatewayroutes", v) for v in READS}
+        | {("aigateway.envoyproxy.io", "aiservicebackends", "get"),
+           ("gateway.envoyproxy.io", "backends", "get")},
+        {("aigateway.envoyproxy.io", "aigatewayroutes", "update")},
+    ),
+}  # fmt: skip
+# The history of StatefulSets and LeaderWorkerSets (evidence): there while either is on.
+HISTORY = {("apps", "controllerrevisions", "get"), ("apps", "controllerrevisions", "list")}
+HISTORY_OF = frozenset({"statefulSets", "leaderWorkerSets"})
+ALL_SERVING = set().union(*(r | w for r, w in SERVING.values()), HISTORY)
+
+
+def serving_expected(rules: set[tuple[str, str, str]], on: set[str]) -> set[tuple[str, str, str]]:
+    """The model-serving rules a role with RULES should carry with the switches ON: the
+    reads where Deployments are read, the writes where Deployments are written."""
+    reads = ("apps", "deployments", "watch") in rules
+    writes = ("apps", "deployments", "update") in rules
+    found = set(HISTORY) if reads and on & HISTORY_OF else set()
+    for switch in on:
+        found |= (SERVING[switch][0] if reads else set()) | (
+            SERVING[switch][1] if writes else set()
+        )
+    return found
 
 
 # --- Offline: what each combination of values grants ----------------------------------------
@@ -104,6 +165,10 @@ def test_writes_only_where_the_operator_may_act(watch, write, protected, secrets
         assert may_write == expected, (watch, write, protected)
         if watch:  # the reads too only where it watches
             assert not any(r == "deployments" for _, r, _ in granted[None])
+            assert not granted[None] & ALL_SERVING
+    # The model-serving kinds go exactly where the Deployment rules go.
+    for ns, rules in granted.items():
+        assert rules & ALL_SERVING == serving_expected(rules, set(SERVING)), ns
     # Secrets: only get, only by name, only in the release namespace, never all of them.
     names = secret_names(docs)
     assert set(names) == {RELEASE_NS}
@@ -121,7 +186,9 @@ def test_default_values_grant_no_workload_writes():
     assert set(granted) == {None, RELEASE_NS}
     assert not workload_writes(granted[None]) and not workload_writes(granted[RELEASE_NS])
     # It still reads what triage, evidence and the repair watches need, cluster-wide.
-    for resource in ("deployments", "services", "configmaps", "pods", "virtualservices"):
+    for resource in ("deployments", "services", "configmaps", "pods", "virtualservices",
+                     "statefulsets", "rollouts", "leaderworkersets", "inferenceservices",
+                     "llminferenceservices", "aigatewayroutes"):  # fmt: skip
         assert any(r == resource and v == "list" for _, r, v in granted[None]), resource
     said = notes(RELEASE, RELEASE_NS, *BASE)
     assert "may change no workload anywhere" in said and "rbac.writeNamespaces" in said
@@ -147,6 +214,92 @@ def test_old_namespaced_values_keep_their_meaning():
     old = rendered("--set", "watchNamespaces={team-a}", "--set", "rbac.namespaced=true")
     assert rights(alone) == rights(old)
     assert {r["metadata"]["namespace"] for r in find(alone, "Role")} == {"team-a", RELEASE_NS}
+
+
+# The RBAC modes, each with reads and writes somewhere (kube-system: reads only).
+MODES = {
+    "all namespaces": [],
+    "writeNamespaces": ["--set", "rbac.writeNamespaces={team-b}"],
+    "watchNamespaces": ["--set", "watchNamespaces={team-a,kube-system}"],
+    "clusterWideWrites": ["--set", "rbac.clusterWideWrites=true"],
+}
+
+
+def serving_off(*switches: str) -> list[str]:
+    return [arg for s in switches for arg in ("--set", f"rbac.servingKinds.{s}=false")]
+
+
+@functools.cache
+def mode_rights(mode: str, *off: str) -> dict[str | None, set[tuple[str, str, str]]]:
+    return rights(rendered(*MODES[mode], *serving_off(*off)))
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_serving_kinds_are_granted_where_deployments_are(mode):
+    granted = mode_rights(mode)
+    for ns, rules in granted.items():
+        assert rules & ALL_SERVING == serving_expected(rules, set(SERVING)), ns
+    # Every rule of every switch is granted somewhere: the reads always, the writes wherever
+    # Deployments are writable (nowhere by default).
+    everywhere = set().union(*granted.values())
+    writable = ("apps", "deployments", "update") in everywhere
+    deployments = {("apps", "deployments", "watch")} | (
+        {("apps", "deployments", "update")} if writable else set()
+    )
+    assert everywhere & ALL_SERVING == serving_expected(deployments, set(SERVING))
+    assert writable == (mode != "all namespaces"), mode
+    # Never a delete or a create of a model-serving object; InferencePools, AIServiceBackends
+    # and Backends are never written.
+    assert not {v for _, _, v in ALL_SERVING} - {"get", "list", "watch", "update", "patch"}
+    assert {(g, r) for g, r, v in ALL_SERVING if v == "patch"} == {("argoproj.io", "rollouts/status")}  # fmt: skip
+
+
+@pytest.mark.parametrize("switch", list(SERVING))
+def test_each_serving_switch_off_removes_exactly_its_rules(switch):
+    for mode in MODES:
+        on, off = mode_rights(mode), mode_rights(mode, switch)
+        assert set(off) == set(on), mode  # the same Roles, in the same namespaces
+        for ns, rules in on.items():
+            reads, writes = SERVING[switch]
+            gone = (reads if ("apps", "deployments", "watch") in rules else set()) | (
+                writes if ("apps", "deployments", "update") in rules else set()
+            )
+            assert on[ns] - off[ns] == gone and off[ns] <= on[ns], (mode, ns)
+            assert off[ns] & ALL_SERVING == serving_expected(rules, set(SERVING) - {switch})
+
+
+def test_history_goes_with_the_last_switch_that_needs_it():
+    for mode in MODES:
+        on, off = mode_rights(mode), mode_rights(mode, *sorted(HISTORY_OF))
+        both = set().union(*(r | w for s, (r, w) in SERVING.items() if s in HISTORY_OF))
+        for ns, rules in on.items():
+            assert rules - off[ns] == rules & (both | HISTORY), (mode, ns)
+        # All off: exactly the model-serving rules gone, everything else as it was.
+        none = mode_rights(mode, *SERVING)
+        assert {ns: r - ALL_SERVING for ns, r in on.items()} == none, mode
+
+
+def test_the_read_group_covers_what_the_operator_watches_and_lists():
+    """Every kind the repair watches follow (resources.HELD_KINDS) may be listed and watched,
+    and every workload kind (workloads.ADAPTERS) read and listed, wherever the operator
+    reads; every workload kind is writable wherever Deployments are. So a kind added to
+    the code without its rule fails here, not in a cluster."""
+    from ai_incident_operator import workloads
+    from ai_incident_operator.resources import HELD_KINDS, KINDS
+
+    granted = mode_rights("watchNamespaces")["team-a"]
+    for kind in HELD_KINDS:
+        k = KINDS[kind]
+        assert {(k.group, k.plural, v) for v in READS} <= granted, kind
+    for kind in workloads.ADAPTERS:
+        k = KINDS[kind]
+        assert {(k.group, k.plural, v) for v in (*READS, "update")} <= granted, kind
+
+
+def test_serving_switches_default_on_and_old_values_keep_them():
+    """Values files from before the switches (or one that leaves a switch out) get them all."""
+    assert rights(rendered()) == rights(rendered("--set", "rbac.servingKinds.kserve=true"))
+    assert rights(rendered("--set", "rbac.servingKinds=null")) == rights(rendered())
 
 
 # --- Installed: the apiserver decides ---------------------------------------------------------
@@ -184,9 +337,10 @@ def release(cluster):
     wait_for(lambda: namespace_phase(RELEASE_NS) is None, 120, f"{RELEASE_NS} deleted")
 
 
-def can_i(verb: str, resource: str, namespace: str | None) -> bool:
+def can_i(verb: str, resource: str, namespace: str | None, subresource: str = "") -> bool:
     where = ["-n", namespace] if namespace else ["--all-namespaces"]
-    result = kubectl("auth", "can-i", verb, resource, *where, "--as", USER, check=False)
+    extra = [f"--subresource={subresource}"] if subresource else []
+    result = kubectl("auth", "can-i", verb, resource, *where, *extra, "--as", USER, check=False)
     return result.stdout.strip() == "yes"
 
 
@@ -203,12 +357,21 @@ def other_namespace(cluster):
     core.delete_namespace(name)
 
 
+ISVC = "inferenceservices.serving.kserve.io"
+
+
 def refused_everywhere_but(allowed: set[str], namespaces: list[str]) -> None:
     for ns in namespaces:
-        for verb, resource in (("update", "deployments"), ("update", "services"),
-                               ("update", "configmaps"), ("create", "configmaps"),
-                               ("update", "virtualservices"), ("create", "prometheusrules")):  # fmt: skip
-            assert can_i(verb, resource, ns) == (ns in allowed), f"{verb} {resource} in {ns}"
+        for verb, resource, sub in (
+            ("update", "deployments", ""), ("update", "services", ""),
+            ("update", "configmaps", ""), ("create", "configmaps", ""),
+            ("update", "virtualservices", ""), ("create", "prometheusrules", ""),
+            ("update", "statefulsets", ""), ("update", ISVC, ""),
+            ("update", "leaderworkersets.leaderworkerset.x-k8s.io", ""),
+            ("patch", "rollouts.argoproj.io", "status"),
+            ("update", "aigatewayroutes.aigateway.envoyproxy.io", ""),
+        ):  # fmt: skip
+            assert can_i(verb, resource, ns, sub) == (ns in allowed), f"{verb} {resource} {sub} in {ns}"  # fmt: skip
 
 
 def test_default_install_writes_nowhere(release, local_cluster, solo_namespace, tmp_path):
@@ -217,6 +380,8 @@ def test_default_install_writes_nowhere(release, local_cluster, solo_namespace, 
     refused_everywhere_but(set(), everywhere)
     assert not can_i("update", f"deployments/{RELEASE}", RELEASE_NS)  # its own Deployment
     assert can_i("list", "deployments", None) and can_i("watch", "configmaps", None)
+    assert can_i("watch", ISVC, None) and can_i("list", "statefulsets", None)
+    assert not can_i("update", "inferencepools.inference.networking.k8s.io", ns)
     assert can_i("create", "aiincidents", RELEASE_NS)
     # Secrets by name only: the token's, nothing unlisted, no listing.
     assert can_i("get", f"secrets/{TOKEN_SECRET}", RELEASE_NS)
@@ -290,11 +455,106 @@ def test_watched_namespace_mitigates_and_nothing_else(
         finally:
             proc.stop()
         assert kube.get(Ref("Deployment", other, "chat-llm"))["spec"]["replicas"] == 3
-        # The Roles were enough: nothing it needed was refused.
-        log = proc.log_path.read_text(errors="replace")
-        refused = [
-            line for line in log.splitlines() if "orbidden" in line and "aiohttp" not in line
-        ]
-        assert not refused, "\n".join(refused[:20])
+        nothing_refused(proc)
+    finally:
+        install()
+
+
+def nothing_refused(proc: OperatorProcess) -> None:
+    """The Roles were enough: nothing the operator asked for was refused (its repair watches
+    on every held kind, the StatefulSets', Rollouts', LeaderWorkerSets', KServe's and AI
+    Gateway's among them, say so in the log when they are)."""
+    log = proc.log_path.read_text(errors="replace")
+    refused = [line for line in log.splitlines() if "orbidden" in line and "aiohttp" not in line]
+    assert not refused, "\n".join(refused[:20])
+
+
+STOP = "serving.kserve.io/stop"
+
+
+def inferenceservice(name: str, labels: dict[str, str]) -> dict:
+    """A KServe InferenceService as KServe's samples have it, with no stop annotation: undo
+    must remove the annotation, not leave "false" behind."""
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+        "metadata": {"name": name, "labels": labels,
+                     "annotations": {"serving.kserve.io/deploymentMode": "Serverless"}},
+        "spec": {"predictor": {
+            "minReplicas": 1, "maxReplicas": 2,
+            "model": {"modelFormat": {"name": "huggingface"}, "runtime": "kserve-huggingfaceserver",
+                      "storageUri": "hf://meta-llama/Llama-3.1-8B-Instruct"},
+        }},
+    }  # fmt: skip
+
+
+def test_watched_namespace_stops_an_inferenceservice_and_restores_it_exactly(
+    release, local_cluster, solo_namespace, other_namespace, tmp_path
+):
+    """As the chart's ServiceAccount: a severity-1 incident on a KServe InferenceService gets
+    KServe's own stop (`serving.kserve.io/stop: "true"`), and resolution removes it again,
+    the object as it was before, byte for byte."""
+    ns, other = solo_namespace, other_namespace
+    install(f"watchNamespaces={{{ns}}}")
+    try:
+        for verb in ("get", "list", "watch", "update"):
+            assert can_i(verb, ISVC, ns), verb
+        for verb in ("create", "patch", "delete"):
+            assert not can_i(verb, ISVC, ns), verb
+        for where in (other, "kube-system", RELEASE_NS):
+            assert not can_i("update", ISVC, where), where
+        assert not can_i("list", ISVC, None)
+
+        labels = {"app.kubernetes.io/part-of": "llama"}
+        kube.create("InferenceService", ns, inferenceservice("llama", labels))
+        kube.create("InferenceService", other, inferenceservice("llama", labels))
+        before = spec_snapshot(kube.get(Ref("InferenceService", ns, "llama")))
+        policy = {
+            "targetSelector": {"matchLabels": labels},
+            "targetKinds": ["InferenceService"],  # listed by name: a 403 would be Ready=False
+            "responses": [{"severity": 1, "actions": [{"type": "ScaleToZero"}]}],
+        }
+        kube.create("MitigationPolicy", ns, policy_body("llama", policy))
+        kubeconfig = kit.sa_kubeconfig(local_cluster, RELEASE_NS, SA, tmp_path / "sa")
+        # KServe's status part (Ready, Stopped), as its controller would write it.
+        with Controllers(ns):
+            proc = OperatorProcess(
+                "chart-rbac-kserve", "--namespace", ns,
+                env={"KUBECONFIG": str(kubeconfig), "AIINCIDENT_NAMESPACE": RELEASE_NS,
+                     "AIINCIDENT_RESYNC_SECONDS": "2"},
+            ).start()  # fmt: skip
+            try:
+
+                def ready() -> dict | None:
+                    status = (kube.get(Ref("MitigationPolicy", ns, "llama")) or {}).get("status")
+                    found = [c for c in (status or {}).get("conditions") or [] if c["type"] == "Ready"]  # fmt: skip
+                    assert not found or found[0]["status"] == "True", found
+                    return found[0] if found else None
+
+                wait_for(ready, 60, f"policy Ready (log: {proc.log_path})")
+                create_incident(ns, "harm", {"category": "HarmfulOutput", "severity": 1,
+                                             "target": {"kind": "InferenceService", "name": "llama"}})  # fmt: skip
+                incident = wait_for(
+                    lambda: (i := get_incident(ns, "harm")).get("status", {}).get("phase")
+                    == "Mitigated" and i,
+                    60, f"harm mitigated (log: {proc.log_path})",
+                )  # fmt: skip
+                entries = incident["status"]["mitigations"]
+                assert [(m["action"], m["state"], m["target"]) for m in entries] == [
+                    ("ScaleToZero", "Applied", "InferenceService/llama")
+                ]
+                stopped = kube.get(Ref("InferenceService", ns, "llama"))
+                assert stopped["metadata"]["annotations"][STOP] == "true"
+                assert stopped["spec"] == before["spec"]  # KServe's stop, not a replica count
+                kube.patch(Ref("AIIncident", ns, "harm"), {"spec": {"resolution": {"requested": True}}})  # fmt: skip
+                wait_for(lambda: get_incident(ns, "harm").get("status", {}).get("phase") == "Resolved",
+                         60, f"harm resolved (log: {proc.log_path})")  # fmt: skip
+            finally:
+                proc.stop()
+        after = kube.get(Ref("InferenceService", ns, "llama"))
+        assert STOP not in (after["metadata"].get("annotations") or {})
+        assert spec_snapshot(after) == before
+        untouched = kube.get(Ref("InferenceService", other, "llama"))
+        assert STOP not in (untouched["metadata"].get("annotations") or {})
+        nothing_refused(proc)
     finally:
         install()

@@ -305,7 +305,10 @@ def test_an_unmappable_alert_becomes_an_incident_in_the_operator_namespace(hook,
     assert reply.status == 200
     (delivered,) = reply.body["incidents"]
     assert delivered["namespace"] == home
-    assert "no label namespace and none of deployment, workload, model" in delivered["unmapped"]
+    assert (
+        "no label namespace and none of deployment, statefulset, rollout, leaderworkerset, inferenceservice, llminferenceservice, workload, model"
+        in delivered["unmapped"]
+    )
     name = delivered["name"]
     incident = wait_for(
         lambda: (
@@ -318,7 +321,7 @@ def test_an_unmappable_alert_becomes_an_incident_in_the_operator_namespace(hook,
     assert (triaged["status"], triaged["reason"]) == ("False", "TargetNotFound")
     assert incident["spec"]["category"] == "CostAnomaly" and "target" not in incident["spec"]
     assert (
-        "no label namespace and none of deployment, workload, model"
+        "no label namespace and none of deployment, statefulset, rollout, leaderworkerset, inferenceservice, llminferenceservice, workload, model"
         in incident["spec"]["description"]
     )
     assert incident["metadata"]["annotations"]["aiincident.io/unmapped"] == delivered["unmapped"]

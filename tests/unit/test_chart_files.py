@@ -99,3 +99,20 @@ def test_gitops_example_builds_and_validates():
     )
     assert checked.returncode == 0, checked.stdout
     assert "3 document(s) checked, 0 invalid" in checked.stderr
+
+
+def test_checkov_skips_are_the_readmes():
+    """The Deployment's checkov skip annotations are the README's justified checks, with a
+    reason each (test_chart_lint.py runs checkov itself), and the README names the pin."""
+    import re
+    import tomllib
+
+    skips = dict(re.findall(r"checkov\.io/skip\d+: (CKV2?_K8S_\d+)=(.+)", (CHART / "templates" / "deployment.yaml").read_text()))  # fmt: skip
+    assert skips and all(reason.strip() and "=" not in reason for reason in skips.values())
+    readme = (CHART / "README.md").read_text()
+    section = readme.split("\n## Kubernetes versions and checkov", 1)[1].split("\n## ", 1)[0]
+    table = dict(re.findall(r"^\| `(CKV2?_K8S_\d+)` \| [^|]+ \| (skipped|fixed)\b", section, re.M))
+    assert {c for c, how in table.items() if how == "skipped"} == set(skips)
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]  # fmt: skip
+    (checkov,) = extras["checkov"]
+    assert f"checkov** ({checkov.split('==')[1]}," in section, "the README names another checkov"

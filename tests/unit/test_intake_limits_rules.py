@@ -6,6 +6,9 @@ against the in-memory FakeCluster for the unmapped cap and the apiserver's 403.
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -127,6 +130,34 @@ def test_unmapped_alerts_beyond_the_cap_fold_into_one_record_that_counts_them(fa
     _deliver(admission, alert(namespace="stray-9"))
     more = fake.get(Ref("AIIncident", OPS, done[-1].name))
     assert more["metadata"]["annotations"][mapping.MORE_ANNOTATION] == "4"
+
+
+def test_a_flood_beyond_the_cap_is_group_committed_and_loses_no_alert(fake, monkeypatch):
+    """Concurrent deliveries to the overflow record share writes (one writer takes every
+    waiting delivery along), and each is answered only once its alerts are written."""
+    admission = store.Admission(max_unmapped=1)
+    _deliver(admission, alert(namespace="stray-first"))
+    record = Ref("AIIncident", OPS, store.deliver(
+        mapping.group(parsed(alert(namespace="stray-0")), OPS)[0], parsed(alert(namespace="stray-0")), OPS, admission,
+    ).name)  # fmt: skip
+    writes = []
+    original_patch = fake.patch
+
+    def slow_patch(ref: Ref, body: dict) -> dict:
+        if ref == record:
+            writes.append(ref)
+            time.sleep(0.05)  # an apiserver round trip, so that deliveries pile up
+        return original_patch(ref, body)
+
+    monkeypatch.setattr(fake, "patch", slow_patch)
+    strays = [alert(namespace=f"stray-{i}") for i in range(1, 41)]
+    with ThreadPoolExecutor(8) as pool:
+        done = list(pool.map(lambda a: _deliver(admission, a)[0], strays))
+    assert {d.name for d in done} == {record.name}
+    assert all(d.alerts == 1 for d in done)
+    assert len(writes) < len(strays) / 2, len(writes)
+    more = fake.get(record)
+    assert more["metadata"]["annotations"][mapping.MORE_ANNOTATION] == str(len(strays) + 1)
 
 
 def test_folding_never_needs_the_budget_creating_does(fake):

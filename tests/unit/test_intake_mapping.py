@@ -219,6 +219,20 @@ def test_model_label_targets_the_deployments_labelled_with_it():
     }
 
 
+@pytest.mark.parametrize(
+    "label, kind",
+    [("statefulset", "StatefulSet"), ("rollout", "Rollout"), ("leaderworkerset", "LeaderWorkerSet"),
+     ("inferenceservice", "InferenceService"), ("llminferenceservice", "LLMInferenceService")],
+)  # fmt: skip
+def test_kind_labels_name_a_workload_of_that_kind(label, kind):
+    (one,) = groups(alert(namespace="prod", **{label: "llama"}))
+    assert one.key == Key("prod", f"{label}/llama", "Other")
+    assert one.target == {"kind": kind, "name": "llama"}
+    assert one.unmapped is None
+    # The same name under another kind is another incident.
+    assert one.key.name != Key("prod", "deployment/llama", "Other").name
+
+
 def test_one_group_per_namespace_target_and_category():
     found = groups(
         alert(namespace="prod", deployment="a", ai_incident_category="HarmfulOutput"),
@@ -249,11 +263,14 @@ def test_category_from_the_label_else_other(value, category):
 @pytest.mark.parametrize(
     ("labels", "words"),
     [
-        ({}, "no label namespace and none of deployment, workload, model"),
+        (
+            {},
+            "no label namespace and none of deployment, statefulset, rollout, leaderworkerset, inferenceservice, llminferenceservice, workload, model",
+        ),
         ({"deployment": "chat-llm"}, "deployment='chat-llm' but no label namespace"),
         (
             {"namespace": "prod"},
-            "namespace='prod' but none of the labels deployment, workload, model",
+            "namespace='prod' but none of the labels deployment, statefulset, rollout, leaderworkerset, inferenceservice, llminferenceservice, workload, model",
         ),
         (
             {"namespace": "Prod!", "deployment": "a"},

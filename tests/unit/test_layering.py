@@ -21,6 +21,8 @@ PURE = [
     "triage", "policy", "ledger", "fieldpath", "conditions", "lifecycle",
     "traffic", "traffic.service", "traffic.istio", "traffic.gateway", "traffic.router",
     "engine", "engine.decide", "access", "errors", "resources", "retry",
+    "workloads", "workloads.base", "workloads.replicated", "workloads.leaderworkerset",
+    "workloads.kserve", "readiness",
 ]  # fmt: skip
 CHECK = """
 import sys

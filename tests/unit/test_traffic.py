@@ -261,8 +261,10 @@ def test_service_cannot_split_or_shift_to_a_selectorless_fallback():
 
 
 def test_get_router_names_the_supported_kinds():
-    assert KINDS == ("Service", "VirtualService", "HTTPRoute")
-    with pytest.raises(RouterError, match="Service, VirtualService, HTTPRoute"):
+    assert KINDS == (
+        "Service", "VirtualService", "HTTPRoute", "InferenceService", "AIGatewayRoute", "Rollout",
+    )  # fmt: skip
+    with pytest.raises(RouterError, match="Service, VirtualService, HTTPRoute, InferenceService"):
         get_router("Ingress")
 
 

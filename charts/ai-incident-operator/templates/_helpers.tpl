@@ -60,4 +60,15 @@ app.kubernetes.io/part-of: ai-incident-operator
 {{- if or .Values.peering.enabled (gt (int .Values.replicaCount) 1) }}true{{ end }}
 {{- end }}
 
+{{/* The port of /metrics when it has its own (metrics.port), else empty: the intake's. */}}
+{{- define "aio.metricsPort" -}}
+{{- $port := (.Values.metrics).port | default 0 | int }}
+{{- if and $port (ne $port (.Values.webhook.port | int)) }}{{ $port }}{{ end }}
+{{- end }}
+
+{{/* "true" when /metrics needs the intake's token (webhook.metricsRequireToken: old name). */}}
+{{- define "aio.metricsRequireToken" -}}
+{{- if or (.Values.metrics).requireToken .Values.webhook.metricsRequireToken }}true{{ end }}
+{{- end }}
+
 {{/* Where the RBAC rules are granted: aio.rbac.* in _rbac-rules.tpl. */}}

@@ -66,6 +66,67 @@ the writes to workloads only where the operator may change something (the chart 
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes]
   verbs: [get, list, watch]
+{{- include "aio.rules.serving.read" . }}
+{{- end }}
+
+{{- define "aio.rules.serving.read" }}
+{{- $on := include "aio.rbac.servingKinds" . | fromJson }}
+# Model-serving kinds, each API group switched by rbac.servingKinds (a kind whose CRD is
+# absent is never asked for). As Deployments: targets by name and policies' targetSelector
+# (get, list), the repair watches on those labelled aiincident.io/held and the undo sweep
+# (list, watch).
+{{- if $on.statefulSets }}
+# rbac.servingKinds.statefulSets:
+- apiGroups: [apps]
+  resources: [statefulsets]
+  verbs: [get, list, watch]
+{{- end }}
+{{- if or $on.statefulSets $on.leaderWorkerSets }}
+# Evidence: what a StatefulSet or a LeaderWorkerSet rolled out (its ControllerRevisions).
+- apiGroups: [apps]
+  resources: [controllerrevisions]
+  verbs: [get, list]
+{{- end }}
+{{- if $on.argoRollouts }}
+# rbac.servingKinds.argoRollouts: Argo Rollouts as targets, and as TrafficShift routers.
+- apiGroups: [argoproj.io]
+  resources: [rollouts]
+  verbs: [get, list, watch]
+{{- end }}
+{{- if $on.leaderWorkerSets }}
+# rbac.servingKinds.leaderWorkerSets: multi-node serving.
+- apiGroups: [leaderworkerset.x-k8s.io]
+  resources: [leaderworkersets]
+  verbs: [get, list, watch]
+{{- end }}
+{{- if $on.kserve }}
+# rbac.servingKinds.kserve: KServe models as targets; InferenceServices as TrafficShift routers.
+- apiGroups: [serving.kserve.io]
+  resources: [inferenceservices, llminferenceservices]
+  verbs: [get, list, watch]
+{{- end }}
+{{- if $on.inferencePools }}
+# rbac.servingKinds.inferencePools: an HTTPRoute's InferencePools, read by name only:
+# TrafficShift's fallback pool (and the policy check's), the tenant bounds' trace to the
+# target's pods. Never listed, watched or written.
+- apiGroups: [inference.networking.k8s.io]
+  resources: [inferencepools]
+  verbs: [get]
+{{- end }}
+{{- if $on.aiGateway }}
+# rbac.servingKinds.aiGateway: Envoy AI Gateway routes (TrafficShift routers, watched when
+# held); their AIServiceBackends (the fallback) and the Envoy Gateway Backends these point
+# at (the tenant bounds' trace), by name only.
+- apiGroups: [aigateway.envoyproxy.io]
+  resources: [aigatewayroutes]
+  verbs: [get, list, watch]
+- apiGroups: [aigateway.envoyproxy.io]
+  resources: [aiservicebackends]
+  verbs: [get]
+- apiGroups: [gateway.envoyproxy.io]
+  resources: [backends]
+  verbs: [get]
+{{- end }}
 {{- end }}
 
 {{- define "aio.rules.write" }}
@@ -99,6 +160,50 @@ the writes to workloads only where the operator may change something (the chart 
 - apiGroups: [monitoring.coreos.com]
   resources: [prometheusrules]
   verbs: [get, create, update, delete]
+{{- include "aio.rules.serving.write" . }}
+{{- end }}
+
+{{- define "aio.rules.serving.write" }}
+{{- $on := include "aio.rbac.servingKinds" . | fromJson }}
+# Model-serving kinds, as Deployments (update with the resourceVersion read, the ledger in
+# annotations; GuardrailSidecar's dry run is an update too), each API group switched by
+# rbac.servingKinds: ScaleToZero (replicas 0), ConservativeConfig, GuardrailSidecar.
+{{- if $on.statefulSets }}
+- apiGroups: [apps]
+  resources: [statefulsets]
+  verbs: [update]
+{{- end }}
+{{- if $on.argoRollouts }}
+# The same on a Rollout; TrafficShift (router kind Rollout) aborts its canary with
+# status.abort through the status subresource (a merge patch, as kubectl argo rollouts
+# abort), and undo clears it.
+- apiGroups: [argoproj.io]
+  resources: [rollouts]
+  verbs: [update]
+- apiGroups: [argoproj.io]
+  resources: [rollouts/status]
+  verbs: [patch]
+{{- end }}
+{{- if $on.leaderWorkerSets }}
+# The same on a LeaderWorkerSet (its leader and worker templates).
+- apiGroups: [leaderworkerset.x-k8s.io]
+  resources: [leaderworkersets]
+  verbs: [update]
+{{- end }}
+{{- if $on.kserve }}
+# ScaleToZero's stop (the annotation serving.kserve.io/stop), ConservativeConfig and
+# GuardrailSidecar on the predictors and templates; TrafficShift on an InferenceService's
+# canary traffic.
+- apiGroups: [serving.kserve.io]
+  resources: [inferenceservices, llminferenceservices]
+  verbs: [update]
+{{- end }}
+{{- if $on.aiGateway }}
+# TrafficShift: an AIGatewayRoute's backend weights.
+- apiGroups: [aigateway.envoyproxy.io]
+  resources: [aigatewayroutes]
+  verbs: [update]
+{{- end }}
 {{- end }}
 
 {{- define "aio.rules.cluster" }}
@@ -159,6 +264,20 @@ the writes to workloads only where the operator may change something (the chart 
 {{/* Namespaces where RBAC never grants writes, as the operator's code never changes anything there. */}}
 {{- define "aio.rbac.protected" -}}
 {{- concat (list "kube-system" "kube-public" "kube-node-lease") .Values.protectedNamespaces | uniq | toJson }}
+{{- end }}
+
+{{/*
+The model-serving switches (rbac.servingKinds) as a map, each on unless set to false (so that a
+values file without the key keeps them). Which rules each adds: aio.rules.serving.read and
+aio.rules.serving.write.
+*/}}
+{{- define "aio.rbac.servingKinds" -}}
+{{- $given := .Values.rbac.servingKinds | default dict }}
+{{- $out := dict }}
+{{- range $key := list "statefulSets" "argoRollouts" "leaderWorkerSets" "kserve" "inferencePools" "aiGateway" }}
+{{- $_ := set $out $key (dig $key true $given) }}
+{{- end }}
+{{- $out | toJson }}
 {{- end }}
 
 {{/* The Secret names Notify may read, the token Secret first (never empty). */}}

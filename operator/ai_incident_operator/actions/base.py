@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .. import ledger
+from .. import ledger, managers
 from ..access import Access
 from ..errors import APIError
 from ..fieldpath import get
@@ -74,12 +74,24 @@ class ActionContext:
 
 
 @dataclass
+class Revert:
+    """A held value found reverted on one object, before it was re-applied."""
+
+    object: str  # "Kind/name"
+    paths: list[str]
+    manager: str  # the field manager that last wrote them (the likely actor); "" unknown
+
+
+@dataclass
 class Outcome:
     state: str  # Applied | Reverted | Failed | DryRun | Skipped
     message: str
     objects: list[str] = field(default_factory=list)  # "Kind/name", in the order changed
     changed: bool = False  # whether anything was written
     contested: list[str] = field(default_factory=list)  # objects found reverted and re-applied
+    # What was found reverted on each of them, and by whom: the engine counts the reverts
+    # (a contest, backoff) and reports them, aggregated (engine.contest).
+    reverts: list[Revert] = field(default_factory=list)
     # "Kind/name" -> {path: encoded original} of the fields this action holds there.
     originals: dict[str, dict[str, Any]] = field(default_factory=dict)
     relost: list[str] = field(default_factory=list)  # objects whose ledger had been removed
@@ -183,10 +195,13 @@ class FieldAction(Action):
         """Write CHANGE with its ledger entry; note what was contested or lost on OUTCOME."""
         key, name = ctx.key, str(change.ref)
         reverted: list[str] = []
+        actor: list[str] = [""]
         lost: list[bool] = [False]
 
         def mutate(obj: dict) -> bool:
             reverted[:] = ledger.contested(obj, ctx.holder, key)
+            if reverted:  # read before the write moves the fields to the operator
+                actor[0] = managers.likely_actor(obj, reverted)
             known = ctx.known_originals.get(name)
             lost[0] = bool(known) and ledger.holds(obj, ctx.holder, key) is None
             values = change.derive(obj) if change.derive else change.values
@@ -208,12 +223,9 @@ class FieldAction(Action):
             ctx.api.event(obj, "LedgerRestored", message, warning=True)
             ctx.api.event(ctx.incident, "LedgerRestored", f"{change.ref}: {message}", warning=True)
         elif reverted:
+            # Not an Event per revert: the engine reports them, one Event per interval.
             outcome.contested.append(name)
-            message = f"{ctx.holder}: {self.type} was reverted ({', '.join(reverted)}); re-applied"
-            ctx.api.event(obj, "MitigationContested", message, warning=True)
-            ctx.api.event(
-                ctx.incident, "MitigationContested", f"{change.ref}: {message}", warning=True
-            )
+            outcome.reverts.append(Revert(name, list(reverted), actor[0]))
         elif changed:
             ctx.api.event(obj, "Mitigated", f"{ctx.holder}: {self.type}: {change.summary}")
         outcome.changed |= changed

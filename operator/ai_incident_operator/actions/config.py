@@ -1,10 +1,12 @@
 """ConservativeConfig: run the model with safer settings (the engine calls it).
 
 Sets environment variables and, optionally, a pinned image on one container of
-the Deployment, and keys of a ConfigMap. Pods read a ConfigMap when they start,
-so when the pod template uses that ConfigMap the action also stamps the template
-with an annotation that names the new data, which rolls the pods; the ConfigMap
-is changed first, so the new pods see the new data. Undo (the ledger) restores
+the workload (every pod template's container of that name: a LeaderWorkerSet's
+leader and workers, a KServe predictor's model container `kserve-container`; see
+`workloads`), and keys of a ConfigMap. Pods read a ConfigMap when they start, so
+when a pod template uses that ConfigMap the action also stamps it with an
+annotation that names the new data, which rolls the pods; the ConfigMap is changed
+first, so the new pods see the new data. Undo (the ledger) restores
 every value as it was, "was absent" included, and removes the annotation, which
 rolls the pods back onto the restored data.
 
@@ -19,18 +21,14 @@ import json
 import re
 from typing import Any
 
-from .. import GROUP, ledger
-from ..fieldpath import escape, get, join
+from .. import GROUP, ledger, workloads
+from ..fieldpath import ABSENT, escape, get, join
 from ..resources import Ref
 from .base import ActionContext, ActionError, Change, FieldAction
 
 ROLLOUT_ANNOTATION = f"{GROUP}/conservative-config"
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")  # Kubernetes 1.20's C_IDENTIFIER rule
 _CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
-
-
-def container_path(container: str) -> str:
-    return f"/spec/template/spec/containers[name={container}]"
 
 
 def uses_configmap(pod_spec: dict[str, Any], name: str) -> bool:
@@ -75,19 +73,21 @@ def _digest(data: dict[str, str]) -> str:
 
 def plan(
     namespace: str,
-    deployment: dict[str, Any],
+    workload: dict[str, Any],
     spec: dict[str, Any],
     configmap: dict[str, Any] | None = None,
 ) -> list[Change]:
-    """The Changes for SPEC: the ConfigMap's keys (when given), then the Deployment's fields."""
+    """The Changes for SPEC: the ConfigMap's keys (when given), then the workload's fields."""
     container = spec["container"]
-    dep_name = deployment["metadata"]["name"]
-    pod_spec = deployment.get("spec", {}).get("template", {}).get("spec", {})
-    names = [c.get("name") for c in pod_spec.get("containers") or []]
-    if container not in names:
+    kind = workload.get("kind") or "Deployment"
+    adapter = workloads.adapter(kind)
+    name = workload["metadata"]["name"]
+    found = adapter.containers(workload)
+    paths = [c.path for c in found if c.name == container]
+    if not paths:
+        names = list(dict.fromkeys(c.name for c in found))
         raise ActionError(
-            f"container {container} is not in Deployment {dep_name}; containers: "
-            + ", ".join(names)
+            f"container {container} is not in {kind} {name}; containers: " + ", ".join(names)
         )
     result = []
     values: dict[str, Any] = {}
@@ -104,23 +104,26 @@ def plan(
                 "data " + ", ".join(f"{k}={v}" for k, v in data.items()),
             )
         )
-        if uses_configmap(pod_spec, cm_spec["name"]):
-            key = join("spec", "template", "metadata", "annotations", escape(ROLLOUT_ANNOTATION))
-            values[key] = _digest(data)
+        for pod in adapter.pod_specs(workload):
+            pod_spec = workloads.as_pod(get(workload, pod.path))
+            if pod.annotations and uses_configmap(pod_spec, cm_spec["name"]):
+                values[f"{pod.annotations}/{escape(ROLLOUT_ANNOTATION)}"] = _digest(data)
+        if values:
             said.append(f"pods restarted to read ConfigMap {cm_spec['name']}")
-    base = container_path(container)
-    for name, value in (spec.get("env") or {}).items():
-        values[f"{base}/env[name={name}]"] = {"name": name, "value": value}
-        said.append(f"{container} env {name}={value}")
+    for base in paths:
+        for env, value in (spec.get("env") or {}).items():
+            values[f"{base}/env[name={env}]"] = {"name": env, "value": value}
+    said += [f"{container} env {env}={value}" for env, value in (spec.get("env") or {}).items()]
     if spec.get("image"):
         # Once held, the field shows our value; the ledger still knows the one before.
-        before = ledger.read(deployment)["originals"].get(
-            f"{base}/image", get(deployment, f"{base}/image")
-        )
-        values[f"{base}/image"] = spec["image"]
-        said.append(f"{container} image {before} -> {spec['image']}")
+        originals = ledger.read(workload)["originals"]
+        before = originals.get(f"{paths[0]}/image", get(workload, f"{paths[0]}/image"))
+        for base in paths:
+            values[f"{base}/image"] = spec["image"]
+        shown = "(none)" if before is ABSENT else before
+        said.append(f"{container} image {shown} -> {spec['image']}")
     if values:
-        result.append(Change(Ref("Deployment", namespace, dep_name), values, "; ".join(said)))
+        result.append(Change(Ref(kind, namespace, name), values, "; ".join(said)))
     return result
 
 

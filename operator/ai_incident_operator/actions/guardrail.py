@@ -1,6 +1,7 @@
 """GuardrailSidecar: put a filtering sidecar in front of the model (the engine calls it).
 
-Adds the policy's container to the Deployment's pod template and, optionally,
+Adds the policy's container to the workload's serving pod template (a Deployment's,
+a LeaderWorkerSet's leader, a KServe predictor; see `workloads`) and, optionally,
 points a Service port at the sidecar, so requests pass the guardrail before they
 reach the model. The ledger records the container as absent, so undo removes
 exactly that container; undo runs in reverse order, so the Service port goes
@@ -16,19 +17,20 @@ import copy
 import re
 from typing import Any
 
-from .. import ledger
+from .. import ledger, retry, workloads
 from ..access import Access
 from ..errors import APIError, Invalid
-from ..fieldpath import ABSENT, get, put
+from ..fieldpath import get, put
 from ..resources import Ref
 from .base import ActionContext, ActionError, Change, FieldAction
 
-CONTAINERS = "/spec/template/spec/containers"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
-def container_path(name: str) -> str:
-    return f"{CONTAINERS}[name={name}]"
+def container_path(name: str, workload: dict[str, Any] | None = None) -> str:
+    """Where sidecar NAME goes in WORKLOAD (a Deployment when not given)."""
+    adapter = workloads.adapter((workload or {}).get("kind"))
+    return f"{adapter.serving_pod(workload or {}).containers}[name={name}]"
 
 
 def _port_number(port: Any) -> int | None:
@@ -88,15 +90,16 @@ def plan(
     sidecar = container if container is not None else spec["container"]
     name = spec["container"]["name"]
     dep_name = deployment["metadata"]["name"]
-    path = container_path(name)
+    kind = deployment.get("kind") or "Deployment"
+    path = container_path(name, deployment)
     if is_workload_container(deployment, name, held):
         raise ActionError(
-            f"Deployment {dep_name} already has a container named {name}; "
+            f"{kind} {dep_name} already has a container named {name}; "
             "give the guardrail a name of its own"
         )
     result = [
         Change(
-            Ref("Deployment", namespace, dep_name),
+            Ref(kind, namespace, dep_name),
             {path: sidecar},
             f"sidecar {name} ({spec['container'].get('image')}) added",
         )
@@ -131,8 +134,12 @@ def is_workload_container(
     Such a container belongs to the workload: "adding" a sidecar of that name would
     replace it (say, the model itself, with another image), an outage and not a guardrail.
     """
-    path = container_path(name)
-    return get(deployment, path) is not ABSENT and path not in _held_paths(deployment) | held
+    if any(
+        c.name == name for c in workloads.adapter(deployment.get("kind")).containers(deployment)
+    ):
+        path = container_path(name, deployment)
+        return path not in _held_paths(deployment) | held
+    return False
 
 
 def sidecar_ports(container: dict[str, Any]) -> set[int | str]:
@@ -154,13 +161,21 @@ def as_stored(
     repeated apply a no-op, rather than "contested" on every pass; and an invalid
     container fails here with the apiserver's own words, before anything is written.
     """
-    body = copy.deepcopy(deployment)
-    body["metadata"].pop("resourceVersion", None)  # dry run: no need to be conditional
-    path = container_path(container["name"])
-    put(body, path, container)
-    ref = Ref("Deployment", namespace, deployment["metadata"]["name"])
+    path = container_path(container["name"], deployment)
+    ref = Ref(deployment.get("kind") or "Deployment", namespace, deployment["metadata"]["name"])
+
+    tries: list[int] = []
+
+    def attempt() -> dict[str, Any]:
+        # Conditional, as a custom resource's update must be (its apiserver refuses one
+        # without metadata.resourceVersion); a conflict reads the object again.
+        current = copy.deepcopy((api.get(ref) if tries else None) or deployment)
+        tries.append(1)
+        put(current, path, container)
+        return api.dry_run_replace(ref, current)
+
     try:
-        result = api.dry_run_replace(ref, body)
+        result = retry.on_conflict(attempt, what=f"the dry run of sidecar {container['name']}")
     except Invalid as err:
         raise ActionError(
             f"the apiserver rejects sidecar {container['name']}: {err.message}"
@@ -225,7 +240,7 @@ class GuardrailSidecar(FieldAction):
         held = set(ctx.known_originals.get(str(ctx.target_ref)) or {})
         changes = plan(ctx.namespace, ctx.target, ctx.spec, service, held=held)
         if not ctx.dry_run:
-            path = container_path(ctx.spec["container"]["name"])
+            path = container_path(ctx.spec["container"]["name"], ctx.target)
             stored = as_stored(ctx.api, ctx.namespace, ctx.target, ctx.spec["container"])
             changes[0].values = {path: stored}
         return changes

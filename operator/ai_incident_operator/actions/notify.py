@@ -14,6 +14,11 @@ that failed, and why; notifying never raises. A channel already reached for this
 incident is not sent the same message again when the engine retries the action
 for the others. Undo sends a short "resolved".
 
+The "resolved" page must not depend on the policy outliving the incident: each pass
+keeps, in the Notify entry's `sentTo`, the channels as the policy defines them
+(`sent_to`: Secret references, never their values) and the policy's kind and name
+(whose egress rules apply); undo uses that when the policy is gone (`as_sent`).
+
 The payload builders and `post` are pure enough to test without a cluster.
 """
 
@@ -21,6 +26,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
+import dataclasses
 import json
 import logging
 import threading
@@ -43,6 +50,8 @@ TIMEOUT = 5.0  # seconds per request
 BACKOFF = (0.5, 1.0, 2.0)  # the pauses before each retry: 4 tries at most
 USER_AGENT = f"ai-incident-operator/{__version__}"
 log = logging.getLogger(__name__)
+SENT_TO = "sentTo"  # the Notify entry's field: what its "resolved" page needs
+NOT_KEPT = "notKept"  # in a kept webhook: why its inline URL was not kept
 # The engine applies a Notify that failed for one channel again on its next pass; the
 # channels that already got the message must not get it again every pass.
 REMEMBER = 24 * 3600.0  # seconds a delivery is remembered (in this process)
@@ -132,6 +141,21 @@ def payload(
     return {"event": "resolved" if resolved else "incident", **facts}
 
 
+def approval_payload(
+    fmt: str, incident: dict[str, Any], command: str, actions: list[str]
+) -> dict[str, Any]:
+    """The page that a response waits for approval: what it would do, and how to approve it."""
+    facts = _facts(incident)
+    what = ", ".join(actions) or "its response"
+    if fmt == "Slack":
+        return {
+            "text": _slack_escape(
+                f"{summary(facts)}: waits for approval to apply {what}: {command}"
+            )
+        }
+    return {"event": "approval-required", **facts, "actions": actions, "approve": command}
+
+
 # --- Delivery -----------------------------------------------------------------------------
 
 
@@ -203,7 +227,7 @@ def channel_url(api: Access, channel: dict[str, Any], tenant: str | None) -> str
         return webhook["url"]
     ref = webhook.get("urlSecretRef")
     if not ref:
-        raise NotifyError("no webhook.url or webhook.urlSecretRef")
+        raise NotifyError(webhook.get(NOT_KEPT) or "no webhook.url or webhook.urlSecretRef")
     namespace = operator_namespace()
     where = f"Secret {namespace}/{ref['name']}"
     # To a tenant, a Secret that is missing, forbidden, not shared with it or without the
@@ -380,3 +404,66 @@ class Notify(Action):
         return Outcome(
             "Reverted", message, objects, changed=any(d.ok and not d.earlier for d in deliveries)
         )
+
+
+# --- What the "resolved" page needs when the policy is gone --------------------------------
+
+
+def notify_specs(policy_spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every Notify a policy may run: its responses' and the regulatory one (engine.regulatory)."""
+    specs = [
+        action
+        for response in policy_spec.get("responses") or []
+        for action in response.get("actions") or []
+        if action.get("type") == Notify.type
+    ]
+    regulatory = policy_spec.get("regulatory") or {}
+    if regulatory.get("channels"):
+        specs.append(
+            {"type": Notify.type, "channels": regulatory["channels"], "purpose": "regulatory"}
+        )
+    return specs
+
+
+def sent_to(key: str, policy: dict[str, Any]) -> dict[str, Any] | None:
+    """What the entry KEY's "resolved" page needs if POLICY (a body) is deleted first; None
+    when POLICY has no such Notify.
+
+    The channels' definitions keep Secret references, never what the Secrets hold. An
+    inline webhook.url is kept from a namespaced policy only (the incident's namespace
+    wrote it there itself); a ClusterMitigationPolicy's would reach the tenant's status.
+    """
+    spec = next((s for s in notify_specs(policy.get("spec") or {}) if Notify().key(s) == key), None)
+    if spec is None:
+        return None
+    meta = policy.get("metadata") or {}
+    ref = {"kind": policy.get("kind") or "MitigationPolicy", "name": meta.get("name", "")}
+    if meta.get("namespace"):
+        ref["namespace"] = meta["namespace"]
+    defined = defined_channels(policy.get("spec") or {})
+    names = list(spec.get("channels") or [])
+    kept = [_keepable(defined[n], ref) for n in names if n in defined]
+    return {"policyRef": ref, "channels": names, "definitions": kept}
+
+
+def _keepable(channel: dict[str, Any], ref: dict[str, str]) -> dict[str, Any]:
+    kept = copy.deepcopy(channel)
+    webhook = kept.get("webhook") or {}
+    if ref["kind"] == egress.CLUSTER_KIND and webhook.pop("url", None):
+        webhook[NOT_KEPT] = (
+            f"its webhook.url was inline in {ref['kind']} {ref['name']}, which is gone, and "
+            "is not kept in the incident's status (use webhook.urlSecretRef)"
+        )
+    return kept
+
+
+def as_sent(ctx: ActionContext, kept: dict[str, Any]) -> ActionContext:
+    """CTX for the "resolved" page of an entry whose policy is gone: the channels as KEPT
+    (`sent_to`), under the egress rules of the policy that defined them."""
+    status = {**(ctx.incident.get("status") or {}), "policyRef": kept.get("policyRef")}
+    return dataclasses.replace(
+        ctx,
+        spec={"type": Notify.type, "channels": list(kept.get("channels") or [])},
+        policy={"notifications": {"channels": list(kept.get("definitions") or [])}},
+        incident={**ctx.incident, "status": status},
+    )

@@ -1,17 +1,21 @@
 """ScaleToZero: take the model offline (the playbook's severity-1 "take the system offline").
 
-Sets the Deployment's replicas to 0. A KEDA ScaledObject on it would scale it back
-up, so it is paused at 0 first (`autoscaling.keda.sh/paused-replicas: "0"`); an
-HPA stops by itself at 0 replicas, which the action confirms from the HPA's
-`ScalingActive=False/ScalingDisabled` condition. Undo, in reverse order: replicas
-back as they were, then the ScaledObject's annotations as they were.
+Sets the workload's replicas to 0 (Deployment, StatefulSet, Argo Rollout,
+LeaderWorkerSet). A KEDA ScaledObject on it would scale it back up, so it is paused
+at 0 first (`autoscaling.keda.sh/paused-replicas: "0"`); an HPA stops by itself at 0
+replicas, which the action confirms from the HPA's `ScalingActive=False/ScalingDisabled`
+condition. Both are found by their `scaleTargetRef` kind and name. A KServe
+InferenceService or LLMInferenceService is stopped with KServe's own annotation
+`serving.kserve.io/stop: "true"` instead (KServe autoscales its own Deployments, and
+would undo a change to them). Undo, in reverse order: the fields back as they were,
+then the ScaledObject's annotations as they were.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .. import ledger
+from .. import ledger, workloads
 from ..access import Access
 from ..fieldpath import ABSENT, escape, get, join
 from ..resources import Ref
@@ -22,23 +26,29 @@ REPLICAS = "/spec/replicas"
 HPA_RECHECK = 5.0  # seconds between looks at an HPA that has not reported stopping yet
 
 
-def _scales(obj: dict[str, Any], deployment: str) -> bool:
+def _scales(obj: dict[str, Any], name: str, kind: str) -> bool:
     ref = obj.get("spec", {}).get("scaleTargetRef", {})
-    return ref.get("name") == deployment and ref.get("kind", "Deployment") == "Deployment"
+    return ref.get("name") == name and ref.get("kind", "Deployment") == kind
 
 
-def scaled_objects(api: Access, namespace: str, deployment: str) -> list[dict]:
+def scaled_objects(api: Access, namespace: str, name: str, kind: str = "Deployment") -> list[dict]:
+    """KEDA ScaledObjects scaling the workload KIND/NAME."""
     if not api.kind_installed("ScaledObject"):
         return []
-    return [o for o in api.list("ScaledObject", namespace) if _scales(o, deployment)]
+    return [o for o in api.list("ScaledObject", namespace) if _scales(o, name, kind)]
 
 
-def hpas(api: Access, namespace: str, deployment: str) -> list[dict]:
-    """HPAs on the Deployment, read with their conditions (autoscaling/v2, else v2beta2 on < 1.23)."""
-    for kind in ("HorizontalPodAutoscaler/v2", "HorizontalPodAutoscaler/v2beta2"):
-        if api.kind_installed(kind):
-            return [o for o in api.list(kind, namespace) if _scales(o, deployment)]
+def hpas(api: Access, namespace: str, name: str, kind: str = "Deployment") -> list[dict]:
+    """HPAs on the workload KIND/NAME, read with their conditions (autoscaling/v2, else
+    v2beta2 on < 1.23)."""
+    for version in ("HorizontalPodAutoscaler/v2", "HorizontalPodAutoscaler/v2beta2"):
+        if api.kind_installed(version):
+            return [o for o in api.list(version, namespace) if _scales(o, name, kind)]
     return []
+
+
+def _workload(ctx: ActionContext) -> workloads.Workload:
+    return workloads.adapter(ctx.target.get("kind"))
 
 
 def hpa_state(hpa: dict[str, Any]) -> str:
@@ -53,6 +63,11 @@ class ScaleToZero(FieldAction):
     type = "ScaleToZero"
 
     def changes(self, ctx: ActionContext) -> list[Change]:
+        workload = _workload(ctx)
+        if workload.scale_kind is None:  # KServe: its own stop
+            offline = workload.offline(ctx.target)
+            said = ", ".join(f"{path.rpartition('/')[2].replace('~1', '/')}: {v}" for path, v in offline.items())  # fmt: skip
+            return [Change(ctx.target_ref, offline, f"stopped ({said})")]
         name = ctx.target["metadata"]["name"]
         pause = join("metadata", "annotations", escape(KEDA_PAUSE))
         result = [
@@ -61,7 +76,7 @@ class ScaleToZero(FieldAction):
                 {pause: "0"},
                 "paused at 0",
             )
-            for so in scaled_objects(ctx.api, ctx.namespace, name)
+            for so in scaled_objects(ctx.api, ctx.namespace, name, workload.scale_kind)
         ]
         # Once held, the count to report is the original, not the 0 now in force.
         known = ctx.known_originals.get(str(ctx.target_ref)) or {}
@@ -75,15 +90,19 @@ class ScaleToZero(FieldAction):
 
     def touches(self, ctx: ActionContext) -> list[Ref]:
         name = ctx.target.get("metadata", {}).get("name")
-        if not name:
-            return []
-        paused = scaled_objects(ctx.api, ctx.namespace, name)
+        workload = _workload(ctx)
+        if not name or workload.scale_kind is None:
+            return [ctx.target_ref] if name else []
+        paused = scaled_objects(ctx.api, ctx.namespace, name, workload.scale_kind)
         return [Ref("ScaledObject", ctx.namespace, so["metadata"]["name"]) for so in paused] + [
             ctx.target_ref
         ]
 
     def verify(self, ctx: ActionContext) -> str:
-        found = hpas(ctx.api, ctx.namespace, ctx.target["metadata"]["name"])
+        workload = _workload(ctx)
+        if workload.scale_kind is None:
+            return ""
+        found = hpas(ctx.api, ctx.namespace, ctx.target["metadata"]["name"], workload.scale_kind)
         return "; ".join(f"HPA {h['metadata']['name']}: {hpa_state(h)}" for h in found)
 
     def apply(self, ctx: ActionContext) -> Outcome:

@@ -18,8 +18,10 @@ from typing import Any
 
 from .. import policy as mitigation_policy
 from ..access import Access
+from ..actions import notify
 from ..bounds import TenantBounds
-from ..conditions import set_condition
+from ..conditions import is_true, set_condition
+from ..investigation.hypotheses import root_cause_identified
 from ..lifecycle import add_timeline, enter_phase
 from ..resources import Ref
 
@@ -156,6 +158,17 @@ class IncidentContext:
             now=self.now,
         )
 
+    def root_cause(self) -> None:
+        """RootCauseIdentified from the hypotheses, unless a person stated the cause (that wins).
+        Before any evidence is in (no target, or not collected yet) it stays Unknown: "no
+        hypothesis" would claim the evidence was looked at."""
+        hypotheses = self.status.get("hypotheses") or []
+        stated = (self.spec.get("resolution") or {}).get("rootCause")
+        if not stated and not hypotheses and not is_true(self.status.get("conditions"), "EvidenceCollected"):  # fmt: skip
+            return
+        found, why, words = root_cause_identified(hypotheses, self.spec)
+        self.condition("RootCauseIdentified", found, why, words)
+
     def say(
         self, reason: str, message: str, *, warning: bool = False, timeline: bool = True
     ) -> None:
@@ -192,7 +205,19 @@ class IncidentContext:
 
     def finish(self) -> None:
         """Write the entries into the status (once, in the order they were first made)."""
+        self._keep_pages()
         self.status["mitigations"] = list(self.entries.values())
+
+    def _keep_pages(self) -> None:
+        """Each page in force keeps its channels as the policy has them now, so that its
+        "resolved" still goes out if the policy is deleted before the incident ends."""
+        if self.policy is None:
+            return
+        for entry in self.entries.values():
+            if entry.get("action") == notify.Notify.type and in_force(entry):
+                kept = notify.sent_to(entry.get("key") or "", self.policy)
+                if kept:
+                    entry[notify.SENT_TO] = kept
 
 
 def policy_by_ref(world: World, ref: dict[str, str] | None) -> Body | None:

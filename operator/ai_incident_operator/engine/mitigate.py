@@ -3,12 +3,15 @@
 Runs the decision's steps through `steps.apply`; a failed step is a `Failed` entry
 and the rest still run; then held entries the new plan lacks (a de-escalation)
 are undone. Conditions: `Approved`, `Mitigated` (ActionsApplied, DryRun,
-ActionFailed or the gate's reason); phases AwaitingApproval, Mitigating, Mitigated.
+ActionFailed, Contested when someone keeps reverting a held field, or the gate's
+reason); phases AwaitingApproval, Mitigating, Mitigated.
 """
 
 from __future__ import annotations
 
 from ..conditions import now_iso
+from . import approval
+from .contest import describe, settle
 from .context import HELD, IncidentContext
 from .decide import Decision
 from .steps import apply
@@ -26,24 +29,12 @@ def mitigate(ctx: IncidentContext, decision: Decision) -> None:
             ctx.say(reason, message, warning=reason != "NoPolicy", timeline=False)
         return
 
-    if decision.approval == "ApprovalRequired":
-        ctx.condition("Approved", False, "ApprovalRequired",
-                      f"severity {severity} responses need approval: set spec.approved to true")  # fmt: skip
-        ctx.enter(
-            "AwaitingApproval",
-            f"severity {severity} response awaits approval",
-            event="set spec.approved: true to apply the response",
-        )
-        return
-    if decision.approval == "Approved":
-        ctx.condition("Approved", True, "Approved", "spec.approved is true")
-    else:
-        ctx.condition(
-            "Approved", True, "NotRequired", f"severity {severity} responses need no approval"
-        )
+    if not approval.gate(ctx, decision):
+        return  # it waits for a person, who has been paged
 
     failed = apply(ctx, decision.steps, decision.dry_run)
     failed += revert(ctx, keep=decision.wanted)
+    contested = settle(ctx, decision)
 
     if decision.dry_run:
         ctx.condition(
@@ -56,6 +47,13 @@ def mitigate(ctx: IncidentContext, decision: Decision) -> None:
         ctx.enter("Mitigating", "some mitigations failed; retrying",
                   reason="MitigationFailed", event=words, warning=True)  # fmt: skip
         ctx.retry()
+        return
+    if contested:
+        # Someone keeps putting the fields back: the model is not in the mitigated state.
+        words = "; ".join(describe(c, ctx.now) for c in contested)
+        ctx.condition("Mitigated", False, "Contested", words)
+        ctx.enter("Mitigating", f"mitigation contested: {words}", reason="Contested",
+                  event=words, warning=True)  # fmt: skip
         return
     ends = [step.until for step in decision.steps if step.until is not None]
     if ends:

@@ -21,11 +21,11 @@ from .. import policy as mitigation_policy
 from .. import retry
 from ..access import Access
 from ..errors import Forbidden
-from ..investigation.hypotheses import root_cause_identified
+from ..investigation import changes
 from ..lifecycle import detected_status, merge_patch
 from ..resources import Ref
 from .close import close_if_reviewed
-from .context import IncidentContext, Result, World, policy_by_ref
+from .context import IncidentContext, Result, World, log, policy_by_ref
 from .decide import decide
 from .mitigate import mitigate
 from .regulatory import regulatory_clock
@@ -99,6 +99,7 @@ def reconcile(
             api.event(incident, "Detected", status["timeline"][0]["message"])
         ctx = IncidentContext(api, incident, status, world, when)
         advance(ctx)
+        ctx.root_cause()  # in every phase: a cause stated during the review counts too
         if ctx.entries or "mitigations" in status:
             ctx.finish()
         _write_status(api, incident, before, status)
@@ -152,17 +153,31 @@ def advance(ctx: IncidentContext) -> None:
     if status.get("phase") == "Detected":
         ctx.enter("Triaged", f"severity {severity}: {message}")
 
+    people_changes(ctx, force=bool(decision.resolve))
     regulatory_clock(ctx, decision.dry_run)
     if decision.resolve:
+        status.pop("contests", None)  # what is undone is contested no more
         resolve(ctx, decision.resolve, decision.steps, decision.dry_run)
     else:
         mitigate(ctx, decision)
-    found, why, words = root_cause_identified(status.get("hypotheses") or [], spec)
-    ctx.condition("RootCauseIdentified", found, why, words)
     if status.get("phase") not in ("Resolved", "Closed") and ctx.world.investigate:
         # In-line only where asked (tests); the operator gathers evidence apart, on its
         # scheduler (investigation.refresh), never inside the pass or under the lock.
         ctx.world.investigate(ctx)
+
+
+def people_changes(ctx: IncidentContext, force: bool = False) -> None:
+    """Rollouts and ConfigMap edits made by people since the last look, in the timeline.
+
+    The targets were just read; their ConfigMaps are read at most every
+    `changes.CONFIG_RECHECK`, and always when FORCE (resolving: the review must have them).
+    """
+    key = (ctx.namespace, ctx.name)
+    due = changes.configmaps_due(key, ctx.now, force) if not ctx.api.read_only else False
+    for change in changes.observe(ctx.api, ctx.status, ctx.namespace, ctx.targets, ctx.now,
+                                  configmaps=due):  # fmt: skip
+        ctx.api.event(ctx.body, change.type, change.message)
+        log.info("%s: %s: %s", ctx.holder, change.type, change.message)
 
 
 def amend(

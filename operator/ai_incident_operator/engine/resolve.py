@@ -7,7 +7,8 @@ available, as `kubectl rollout status` says), so that the model has loaded befor
 anyone reaches it, and so that its own metrics exist again; then the policy's PromQL
 checks must hold over their window (`Verified`); only then does traffic come back, in
 `resolution.undo.trafficSteps` (checked again between steps), and finally everything
-the ledgers still name is released. A failing check during the steps sends traffic
+the ledgers still name is released, with the "resolved" pages (so they are never sent
+while the model is still coming back). A failing check during the steps sends traffic
 back to the fallback (`UndoAborted`); the model keeps running, unserved, so that
 verification can see it recover. `spec.resolution.skipVerification` (a person's
 `aiincident resolve --skip-verification`) skips readiness and checks, recorded with
@@ -83,18 +84,20 @@ def resolve(ctx: IncidentContext, why: tuple[str, str], steps: list[Step], dry_r
     close_if_reviewed(ctx)
 
 
-def _traffic(ctx: IncidentContext) -> set[EntryId]:
+def _last_to_go(ctx: IncidentContext) -> set[EntryId]:
+    """Traffic (users stay on the fallback) and the pages: their "resolved" is the last word."""
     return {
         i
         for i, e in ctx.entries.items()
-        if e.get("state") in HELD and e["action"] == "TrafficShift"
+        if e.get("state") in HELD and e["action"] in ("TrafficShift", "Notify")
     }
 
 
 def _capacity_back(ctx: IncidentContext) -> bool:
-    """Undo everything but traffic (the model comes back while users stay on the fallback)."""
+    """Undo everything but traffic and pages (the model comes back while users stay on the
+    fallback, and nobody is told "resolved" before it is)."""
     held = sum(e.get("state") in HELD for e in ctx.entries.values())
-    failures = revert(ctx, keep=_traffic(ctx))
+    failures = revert(ctx, keep=_last_to_go(ctx))
     if sum(e.get("state") in HELD for e in ctx.entries.values()) != held:
         _reread_targets(ctx)  # their ledgers changed: the final sweep must not see old ones
     if failures:

@@ -2,8 +2,9 @@
 
 `apply` runs each step's action (dry-run when the policy says so), turns any
 apiserver error into a `Failed` entry with the apiserver's reason (the other steps
-still run), and records the outcome on the context's entries and timeline. Used
-by the mitigate and resolve modules and, read-only, by `simulate`.
+still run), and records the outcome on the context's entries and timeline. A step
+whose objects are contested waits out its backoff (`contest`). Used by the
+mitigate and resolve modules and, read-only, by `simulate`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ..conditions import now_iso
 from ..errors import APIError
 from ..faults import failpoint
 from ..lifecycle import add_timeline
+from . import contest
 from .context import HELD, IncidentContext
 from .decide import Step
 
@@ -88,9 +90,12 @@ def apply(ctx: IncidentContext, steps: list[Step], dry_run: bool) -> list[str]:
         previous = ctx.entries.get(step.id, {})
         if step.action.once and previous.get("state") in HELD and step.skip is None:
             continue
+        if not dry_run and contest.held_back(ctx, step):
+            continue  # contested: not re-applied before its backoff ends
         outcome = run(ctx, step, dry_run)
         failpoint("after-apply")
         record(ctx, step, outcome)
+        contest.applied(ctx, step, outcome)
         if outcome.recheck is not None:
             ctx.requeue_after(outcome.recheck)
         if outcome.state == "Failed":

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import ledger
+from ..actions import notify
 from ..conditions import now_iso
 from ..errors import APIError
 from ..lifecycle import add_timeline
@@ -121,10 +122,12 @@ def revert(ctx: IncidentContext, keep: set[EntryId], *, sweep: bool = False) -> 
 def _revert_one(ctx: IncidentContext, entry: Body, objects: list[str]) -> str:
     action = action_of(entry)
     key = entry.get("key") or entry["action"]
-    spec = spec_for(ctx.policy_spec, entry) or {"type": action.type}
+    spec = spec_for(ctx.policy_spec, entry)
     name = entry["target"].partition("/")[2]
     target = {"kind": entry["target"].partition("/")[0], "metadata": {"name": name}}
-    actx = action_context(ctx, spec, target, key=key, entry=entry)
+    actx = action_context(ctx, spec or {"type": action.type}, target, key=key, entry=entry)
+    if spec is None and entry.get(notify.SENT_TO):
+        actx = notify.as_sent(actx, entry[notify.SENT_TO])  # the policy is gone or changed
     try:
         outcome = action.revert(actx, objects)
     except APIError as err:

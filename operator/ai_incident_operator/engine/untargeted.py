@@ -23,7 +23,10 @@ from .targets import missing_target_message
 def without_target(ctx: IncidentContext) -> None:
     status, spec = ctx.status, ctx.spec
     ctx.condition(
-        "Triaged", False, "TargetNotFound", missing_target_message(ctx.namespace, spec, ctx.body)
+        "Triaged",
+        False,
+        "TargetNotFound",
+        missing_target_message(ctx.namespace, spec, ctx.body, ctx.api),
     )
     ctx.policy = policy_by_ref(ctx.world, status.get("policyRef")) or mitigation_policy.select_for(
         ctx.world.policies, ctx.namespace, ctx.world.namespace_labels(ctx.namespace)

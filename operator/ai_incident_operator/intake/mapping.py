@@ -47,7 +47,18 @@ CATEGORIES = (
     "Other",
 )
 CATEGORY_LABEL = "ai_incident_category"
-TARGET_LABELS = ("deployment", "workload", "model")
+# Alert labels naming the workload, first found wins; `workload` is a Deployment and
+# `model` selects Deployments by the aiincident.io/model label.
+KIND_LABELS = {
+    "deployment": "Deployment",
+    "statefulset": "StatefulSet",
+    "rollout": "Rollout",
+    "leaderworkerset": "LeaderWorkerSet",
+    "inferenceservice": "InferenceService",
+    "llminferenceservice": "LLMInferenceService",
+}
+TARGET_LABELS = (*KIND_LABELS, "workload", "model")
+_TARGET_WORDS = ", ".join(TARGET_LABELS)
 INCIDENT_LABEL = "aiincident_incident"  # put on alerts by IncreaseMonitoring's rules
 MODEL_LABEL = "aiincident.io/model"
 SOURCE_LABEL = "aiincident.io/source"
@@ -428,8 +439,8 @@ class Key:
     def spec_target(self) -> dict[str, Any]:
         """The `spec.target` of an incident of this key ({} when unmapped: no target)."""
         kind, _, value = self.target.partition("/")
-        if kind == "deployment":
-            return {"kind": "Deployment", "name": value}
+        if kind in KIND_LABELS:
+            return {"kind": KIND_LABELS[kind], "name": value}
         if kind == "model":
             return {"kind": "Deployment", "selector": {"matchLabels": {MODEL_LABEL: value}}}
         return {}
@@ -581,12 +592,12 @@ def locate(
     target_value = labels[target_label] if target_label else ""
     reasons = []
     if not namespace and not target_label:
-        reasons.append("it has no label namespace and none of deployment, workload, model")
+        reasons.append(f"it has no label namespace and none of {_TARGET_WORDS}")
     elif not namespace:
         reasons.append(f"it has {target_label}={target_value[:80]!r} but no label namespace")
     elif not target_label:
         reasons.append(
-            f"it has namespace={namespace[:80]!r} but none of the labels deployment, workload, model"
+            f"it has namespace={namespace[:80]!r} but none of the labels {_TARGET_WORDS}"
         )
     for label, value in (("namespace", namespace), (target_label, target_value)):
         if label and value and (problem := _label_problem(label, value)):
@@ -596,7 +607,7 @@ def locate(
     if reasons:
         where = f"{namespace}/{target_label}={target_value}" if target_label else f"{namespace}/"
         return Key(operator_namespace, f"unmapped/{where}", category), {}, "; ".join(reasons)
-    kind = "model" if target_label == "model" else "deployment"
+    kind = target_label if target_label in (*KIND_LABELS, "model") else "deployment"
     key = Key(namespace, f"{kind}/{target_value}", category)
     return key, key.spec_target(), None
 

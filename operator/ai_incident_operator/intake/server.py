@@ -3,7 +3,8 @@
 `cli._run` builds `WebhookSettings` from its flags (`settings_from`), then `start`s
 the server on kopf's event loop before `kopf.operator` and `stop`s it on shutdown.
 Routes: `POST /api/v1/alerts` (bearer token), `GET /healthz`, `GET /readyz` (ready
-once the apiserver answered) and `GET /metrics` (prometheus_client).
+once the apiserver answered and `Intake.also_ready` holds: cli sets it to "kopf watches
+every resource handled") and `GET /metrics` (prometheus_client).
 
 Bad input gets a 4xx with a JSON body naming the field and the problem, never a
 5xx; 503 only when the apiserver cannot take the alerts, so that Alertmanager
@@ -36,7 +37,7 @@ import json
 import logging
 import os
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -279,6 +280,8 @@ class Intake:
         self.token = _Token(settings)
         self.ready = False
         self.not_ready_because = "the apiserver has not answered yet"
+        # What else must hold for /readyz (set by cli: kopf watches every resource handled).
+        self.also_ready: Callable[[], str | None] = lambda: None
         self.reach = settings.reach()
         self.admission = store.Admission(
             limits.Bucket(settings.limits.incidents_per_minute), settings.limits.max_unmapped
@@ -293,9 +296,10 @@ class Intake:
         return web.json_response({"status": "ok"})
 
     async def readyz(self, _: web.Request) -> web.Response:
-        if self.ready:
+        because = self.also_ready() if self.ready else self.not_ready_because
+        if because is None:
             return web.json_response({"ready": True})
-        return web.json_response({"ready": False, "reason": self.not_ready_because}, status=503)
+        return web.json_response({"ready": False, "reason": because}, status=503)
 
     async def metrics(self, request: web.Request) -> web.Response:
         if self.settings.metrics_require_token:

@@ -32,7 +32,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from .. import kube, retry
@@ -90,6 +90,17 @@ class _Overflow(Exception):
 
 
 @dataclass
+class _Waiting:
+    """One delivery's alerts waiting for the overflow record's next write."""
+
+    group: Group
+    payload: Payload
+    done: bool = False
+    result: Delivery | None = None
+    error: BaseException | None = None
+
+
+@dataclass
 class Admission:
     """What a delivery may still create: BUCKET, new incidents per minute (None: no bound);
     MAX_UNMAPPED, open unmapped incidents kept (None: no bound)."""
@@ -98,8 +109,11 @@ class Admission:
     max_unmapped: int | None = None
     unmapped_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # One writer at a time for the overflow record: every unmapped alert beyond the cap
-    # goes there, and concurrent writes would only conflict.
+    # goes there, and concurrent writes would only conflict. The writer takes every
+    # delivery waiting (`overflow_queue`) in one write: a group commit.
     overflow_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    overflow_queue: list[_Waiting] = field(default_factory=list, repr=False)
+    queue_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # The last count of open unmapped incidents, and when (monotonic): a flood beyond the
     # cap must not list the namespace once per alert.
     counted: tuple[int, float] | None = field(default=None, repr=False)
@@ -196,8 +210,40 @@ def _unmapped_bounded(
         return _retrying(lambda: _fold(group, payload, admission))
     except _Overflow:
         more = mapping.overflow(group, operator_namespace, admission.max_unmapped or 0)
-        with admission.overflow_lock:
-            return _retrying(lambda: _fold(more, payload, admission))
+        return _overflow_commit(more, payload, admission)
+
+
+def _overflow_commit(more: Group, payload: Payload, admission: Admission) -> Delivery:
+    """MORE folded into the overflow record, in one write with every delivery waiting for
+    it: a flood of unmapped alerts costs one write per round, not one per request. Each
+    delivery is answered only once the write that holds its alerts is done."""
+    mine = _Waiting(more, payload)
+    with admission.queue_lock:
+        admission.overflow_queue.append(mine)
+    with admission.overflow_lock:
+        if not mine.done:  # else a writer before us took our alerts along
+            with admission.queue_lock:
+                batch, admission.overflow_queue = admission.overflow_queue, []
+            merged = Group(
+                more.key,
+                {},
+                [alert for waiting in batch for alert in waiting.group.alerts],
+                more.unmapped,
+                overflow=True,
+            )
+            try:
+                delivery = _retrying(lambda: _fold(merged, batch[0].payload, admission))
+            except BaseException as err:  # every delivery of the batch answers the same
+                for waiting in batch:
+                    waiting.error, waiting.done = err, True
+            else:
+                for waiting in batch:
+                    waiting.result = replace(delivery, alerts=len(waiting.group.alerts))
+                    waiting.done = True
+    if mine.error is not None:
+        raise mine.error
+    assert mine.result is not None
+    return mine.result
 
 
 def _open_unmapped(namespace: str) -> int:

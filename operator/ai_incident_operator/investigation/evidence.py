@@ -25,13 +25,13 @@ from typing import Any
 
 import yaml
 
-from .. import egress, kube, ledger
+from .. import egress, kube, ledger, workloads
 from ..durations import duration_or
 from ..errors import APIError, Forbidden, NotFound
-from ..fieldpath import put
+from ..fieldpath import get, put
 from ..policy import selector_string
 from ..times import human, iso, parse_time
-from . import cron, hypotheses, prometheus
+from . import cron, history, hypotheses, own_writes, prometheus
 from .hypotheses import ConfigChange, Facts, MetricFact, PipelineRun, Replicas, Rollout
 from .store import write_owned_configmap
 
@@ -67,18 +67,28 @@ class _Target:
         self.obj = obj
         self.namespace = namespace
         self.name = obj["metadata"]["name"]
-        self.ref = f"{obj.get('kind', 'Deployment')}/{self.name}"
+        self.kind = obj.get("kind") or "Deployment"
+        self.ref = f"{self.kind}/{self.name}"
         self.snapshot, self.restored = before_mitigation(obj)
         self._replicasets: list[dict] | None = None
         self._pods: list[dict] | None = None
 
     @property
     def selector(self) -> str:
-        return selector_string((self.obj.get("spec") or {}).get("selector") or {})
+        """What its Pods are listed by: the spec's selector, or the labels its controller
+        puts on them (a LeaderWorkerSet's, KServe's)."""
+        if self.kind in ("Deployment", "StatefulSet", "Rollout"):
+            return selector_string((self.obj.get("spec") or {}).get("selector") or {})
+        labels = workloads.adapter(self.kind).pod_selector(self.obj)
+        return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
     def replicasets(self) -> list[dict]:
-        """Its ReplicaSets, newest revision first (by selector, then by ownerReference)."""
+        """Its ReplicaSets (a Deployment's, a Rollout's), newest revision first (by
+        selector, then by ownerReference); other kinds have none."""
         if self._replicasets is None:
+            if self.kind not in ("Deployment", "Rollout"):
+                self._replicasets = []
+                return self._replicasets
             uid = self.obj["metadata"].get("uid")
             found = [
                 rs
@@ -90,13 +100,33 @@ class _Target:
 
     def pods(self) -> list[dict]:
         if self._pods is None:
-            owners = {rs["metadata"]["uid"] for rs in self.replicasets()}
-            self._pods = [
-                p
-                for p in kube.list_objects("Pod", self.namespace, self.selector)
-                if any(o.get("uid") in owners for o in p["metadata"].get("ownerReferences") or [])
-            ]
+            found = kube.list_objects("Pod", self.namespace, self.selector) if self.selector else []
+            if self.kind in ("Deployment", "Rollout", "StatefulSet"):
+                # Owned by its ReplicaSets (or, for a StatefulSet, by itself): not another's.
+                owners = {rs["metadata"]["uid"] for rs in self.replicasets()}
+                owners.add(self.obj["metadata"].get("uid"))
+                found = [
+                    p for p in found
+                    if any(o.get("uid") in owners for o in p["metadata"].get("ownerReferences") or [])
+                ]  # fmt: skip
+            self._pods = found
         return self._pods
+
+    def templates(self) -> list[dict]:
+        """Its pod templates as people made them, each as {metadata, spec} (a KServe
+        predictor's model container among the containers)."""
+        adapter = workloads.adapter(self.kind)
+        found = []
+        for pod in adapter.pod_specs(self.snapshot):
+            spec = copy.deepcopy(workloads.as_pod(get(self.snapshot, pod.path)))
+            if not spec:
+                continue
+            spec.pop("model", None)  # among the containers now
+            meta = {k: get(self.snapshot, path) for k, path in
+                    (("labels", pod.labels), ("annotations", pod.annotations)) if path}  # fmt: skip
+            found.append({"metadata": {k: v for k, v in meta.items() if isinstance(v, dict)},
+                          "spec": spec})  # fmt: skip
+        return found
 
 
 # --- Entry points -----------------------------------------------------------------------
@@ -219,6 +249,9 @@ def _model_section(targets: list[_Target], facts: Facts, detected: datetime) -> 
     out = ["# Serving model version", ""]
     for t in targets:
         out += [f"## {t.ref}", ""]
+        if t.kind != "Deployment":
+            out += _serving_history(t, facts, detected)
+            continue
         spec = t.snapshot.get("spec") or {}
         template = spec.get("template") or {}
         meta = t.obj["metadata"]
@@ -251,7 +284,8 @@ def _model_section(targets: list[_Target], facts: Facts, detected: datetime) -> 
             out.append(
                 f"- last rolled out: {iso(when)} ({gap}; ReplicaSet {newest['metadata']['name']})"
             )
-            facts.rollouts.append(_rollout(t.ref, serving))
+            # As people rolled it out: the operator's own rollouts are not a cause.
+            facts.rollouts.append(_rollout(t.ref, own_writes.people_made(serving, t.obj)))
         later = [rs for rs in replicasets if rs not in serving]
         if later:
             out.append(
@@ -286,6 +320,63 @@ def _model_section(targets: list[_Target], facts: Facts, detected: datetime) -> 
     return "\n".join(out) + "\n"
 
 
+def _serving_history(t: _Target, facts: Facts, detected: datetime) -> list[str]:
+    """The model-version lines of a target that is not a Deployment (`history`)."""
+    adapter = workloads.adapter(t.kind)
+    meta = t.obj["metadata"]
+    out = [f"- serving: {adapter.version(t.snapshot)}"]
+    templates = t.templates()
+    out.append(f"- {VERSION_LABEL}: "
+               + ((meta.get("labels") or {}).get(VERSION_LABEL) or "not set"))  # fmt: skip
+    markers = [m for tpl in templates for m in _model_markers(meta, tpl)]
+    out.append(
+        f"- model version: {'; '.join(dict.fromkeys(markers)) or 'no model-version label or env'}"
+    )
+    ok, words = adapter.ready(t.obj)
+    out.append(f"- now: {'ready' if ok else 'not ready'} ({words})")
+    _replicas_fact(t, facts)
+    try:
+        found = history.revisions(kube.cluster(), t.namespace, t.obj, t.snapshot,
+                                  _model_version)  # fmt: skip
+    except APIError as err:
+        return [*out, f"- revisions: could not be listed: {_api_problem(err)}", ""]
+    serving = [r for r in found if r.created is None or r.created <= detected + SLACK]
+    dated = [r for r in serving if r.created is not None]
+    if dated:
+        newest = dated[0]
+        gap = f"{human(detected - newest.created)} before detection" if newest.created else ""
+        out.append(f"- last rolled out: {iso(newest.created)} ({gap}; {newest.name})")
+        previous = (
+            serving[serving.index(newest) + 1] if serving.index(newest) + 1 < len(serving) else None
+        )
+        facts.rollouts.append(
+            Rollout(
+                target=t.ref, revision=newest.number, time=newest.created,
+                images=newest.images, previous_images=previous.images if previous else [],
+                model_version=newest.model,
+                previous_model_version=previous.model if previous else "",
+                first=newest.number <= 1 and previous is None,
+            )
+        )  # fmt: skip
+    later = [r for r in found if r not in serving]
+    if later:
+        out.append(f"- {len(later)} revision(s) made after detection (mitigations or a fix): "
+                   + ", ".join(r.name for r in later))  # fmt: skip
+    out += ["", "### Revision history (newest first)", ""]
+    out.append("| revision | recorded as | created | images | model | ready/wanted |")
+    out.append("|---|---|---|---|---|---|")
+    for r in found:
+        name = f"{r.name} ({r.what})" if r.what else r.name
+        out.append("| " + " | ".join(_cell(x) for x in (
+            r.number, name, iso(r.created) if r.created else "unknown",
+            ", ".join(r.images) or "-", r.model or "-",
+            r.replicas)) + " |")  # fmt: skip
+    if not found:
+        out.append("| - | none recorded | - | - | - | - |")
+    out.append("")
+    return out
+
+
 def _rollout(target: str, serving: list[dict]) -> Rollout:
     newest, previous = serving[0], (serving[1] if len(serving) > 1 else None)
     template = (newest.get("spec") or {}).get("template") or {}
@@ -305,13 +396,16 @@ def _rollout(target: str, serving: list[dict]) -> Rollout:
 
 def _replicas_fact(t: _Target, facts: Facts) -> None:
     spec, status = t.obj.get("spec") or {}, t.obj.get("status") or {}
+    if t.kind in ("InferenceService", "LLMInferenceService"):
+        _kserve_fact(t, facts)
+        return
     desired = int(spec.get("replicas", 1))
+    # StatefulSets (before 1.22) and LeaderWorkerSets count ready replicas, not available ones.
+    available = status.get("availableReplicas", status.get("readyReplicas", 0))
     # During a rollout the count includes surge pods; what matters is the share of the wanted.
     unavailable = min(
         desired,
-        int(
-            status.get("unavailableReplicas", max(0, desired - status.get("availableReplicas", 0)))
-        ),
+        int(status.get("unavailableReplicas", max(0, desired - (available or 0)))),
     )
     since = next(
         (
@@ -328,6 +422,22 @@ def _replicas_fact(t: _Target, facts: Facts) -> None:
         except APIError as err:
             not_ready = [f"pods could not be listed: {_api_problem(err)}"]
     facts.replicas.append(Replicas(t.ref, desired, unavailable, not_ready, since))
+
+
+def _kserve_fact(t: _Target, facts: Facts) -> None:
+    """A KServe model that is not Ready (and not stopped on purpose) is unavailable."""
+    ready = workloads.base.condition(t.obj, "Ready") or {}
+    stopped = ((t.obj["metadata"].get("annotations") or {}).get(workloads.kserve.STOP)) == "true"
+    if stopped or ready.get("status") != "False":
+        facts.replicas.append(Replicas(t.ref, 1, 0))
+        return
+    why = ready.get("message") or ready.get("reason") or "Ready=False"
+    try:
+        not_ready = [_pod_problem(p) for p in t.pods() if not _pod_ready(p)]
+    except APIError as err:
+        not_ready = [f"pods could not be listed: {_api_problem(err)}"]
+    since = parse_time(ready.get("lastTransitionTime"))
+    facts.replicas.append(Replicas(t.ref, 1, 1, [f"{t.ref}: {why}", *not_ready], since))
 
 
 def _pipelines_section(
@@ -471,7 +581,11 @@ def _configmaps_section(targets: list[_Target], facts: Facts) -> str:
         "",
     ]
     for t in targets:
-        uses = _configmap_uses((t.snapshot.get("spec") or {}).get("template") or {})
+        uses: dict[str, tuple[str, bool]] = {}
+        for template in t.templates():  # every pod template: a LeaderWorkerSet has two
+            for name, (how, optional) in _configmap_uses(template).items():
+                was = uses.get(name)
+                uses[name] = (f"{was[0]}; {how}", was[1] and optional) if was else (how, optional)
         out += [f"## {t.ref}", ""]
         if not uses:
             out += ["Reads no ConfigMap.", ""]
@@ -624,7 +738,7 @@ def _describe_series(s: prometheus.Series, detected: datetime) -> str:
 def _events_section(targets: list[_Target], since: datetime) -> str:
     out = ["# Recent Events", "", f"Since {iso(since)}, newest first.", ""]
     for t in targets:
-        involved = {("Deployment", t.name)}
+        involved = {(t.kind, t.name)}
         try:
             involved |= {("ReplicaSet", rs["metadata"]["name"])
                          for rs in t.replicasets()[:EVENT_REPLICASETS]}  # fmt: skip

@@ -12,8 +12,13 @@ The playbook's catalogue of AI incident causes, each scored from `Facts` that
 - UpstreamDependency: an upstream-errors query (`kind: UpstreamErrors`) above its threshold.
 - InfrastructureDegradation: replicas unavailable, pods not ready.
 
+The operator's own writes are never a cause: its rollouts (a sidecar, safer config,
+their undo) are folded into the rollout people made before the facts are taken
+(`own_writes`), and a ConfigMap it wrote last is not a changed template.
+
 `rank` gives `status.hypotheses[]`; `root_cause_identified` gives the
-RootCauseIdentified condition. The engine calls both after `evidence.collect`.
+RootCauseIdentified condition, where a cause a person states wins over any ranking.
+The engine calls both after `evidence.collect`.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ HALF_LIFE = timedelta(hours=2)
 # Window around detection in which a metric counts as "at the time of the incident".
 AROUND_DETECTION = timedelta(minutes=30)
 ROOT_CAUSE_THRESHOLD = 0.6
+# The operator's field manager (kube.FIELD_MANAGER; kube cannot be imported here).
+OWN_MANAGER = "ai-incident-operator"
 EVIDENCE_LINES = 8  # per hypothesis; the evidence ConfigMap has the rest
 
 
@@ -228,8 +235,8 @@ def _prompt_template_change(facts: Facts) -> tuple[float, list[str]]:
             lines.append(f"ConfigMap {c.name} ({c.how}) used by {c.target} does not exist")
             continue
         close = _closeness(facts.detected_at, c.changed_at)
-        if close is None or c.changed_at is None:
-            continue
+        if close is None or c.changed_at is None or c.manager == OWN_MANAGER:
+            continue  # too old, or the operator's own ConservativeConfig (or its undo)
         score = 0.3 + 0.55 * close
         created_only = c.created_at is not None and c.changed_at - c.created_at < timedelta(
             seconds=2

@@ -1,10 +1,16 @@
 """The Router interface: how TrafficShift reads and sets the split between a model and its fallback.
 
 Modelled on Flagger's `pkg/router`: one small interface, one module per backend
-(`service`, `istio`, `gateway`), chosen by `traffic.get_router(kind)`. Routers are
-pure: they take the router object as a dict and answer the field values to set,
-as `fieldpath` paths; `actions.traffic.TrafficShift` reads the objects and writes
-them through the ledger, so undo restores exactly those paths.
+(`service`, `istio`, `gateway`, `kserve`, `aigateway`, `rollout`), chosen by
+`traffic.get_router(kind)`. Routers are pure: they take the router object as a dict
+and answer the field values to set, as `fieldpath` paths; `actions.traffic.TrafficShift`
+reads the objects and writes them through the ledger, so undo restores exactly those
+paths. Paths under `/status/` are written through the object's status subresource
+(the Rollout router's abort), the ledger still in the object's annotations.
+
+A router names its fallback (`fallback_ref`): a Service, an InferencePool, an
+AIServiceBackend, or none when the router itself knows where the traffic goes back to
+(a KServe InferenceService's previous revision, an Argo Rollout's stable one).
 
 The helpers below are the arithmetic the weighted backends share: weights are
 integer percentages that always sum to 100.
@@ -22,21 +28,49 @@ from ..fieldpath import join
 _SAFE_NAME = re.compile(r"^[^/\]~\[]+$")
 
 
+# The policy's `fallback` keys and the kind of object each names.
+FALLBACK_KINDS = {
+    "service": "Service",
+    "inferencePool": "InferencePool",
+    "backend": "AIServiceBackend",
+}
+
+
 class RouterError(ValueError):
     """The router object cannot be shifted as asked; the message says what to fix."""
 
 
 class Router:
-    """One kind of object that routes traffic (a Service, a VirtualService, an HTTPRoute).
+    """One kind of object that routes traffic (a Service, a VirtualService, an HTTPRoute, ...).
 
-    FALLBACK is the policy's `{service, port?}`; FALLBACK_SERVICE is that Service as a
-    dict (its selector and ports). Both methods are pure and may raise RouterError
-    with a message a person can act on.
+    FALLBACK is the policy's `fallback` (`{service, port?}`, `{inferencePool}` or
+    `{backend}`; `{}` for routers that take none); FALLBACK_SERVICE is the object
+    `fallback_ref` names, as a dict (a Service's selector and ports), `{}` when there is
+    none. The methods are pure and may raise RouterError with a message a person can
+    act on.
     """
 
     kind: ClassVar[str]
     # Whether part of the traffic can go to the fallback; when not, only 0 and 100.
     splits: ClassVar[bool] = True
+    # The keys of `fallback` this router takes, one of them required; () takes no fallback.
+    fallback_keys: ClassVar[tuple[str, ...]] = ("service",)
+    # Whether its values include paths under /status/ (written through the status subresource).
+    writes_status: ClassVar[bool] = False
+
+    def fallback_ref(self, fallback: dict[str, Any]) -> tuple[str, str] | None:
+        """(kind, name) of the fallback object to read, in the router's namespace; None: none."""
+        for key, kind in FALLBACK_KINDS.items():
+            if key in self.fallback_keys and fallback.get(key):
+                return kind, str(fallback[key])
+        return None
+
+    def destination(self, router_obj: dict[str, Any], fallback: dict[str, Any]) -> str:
+        """Where the shifted traffic goes, in words ("chat-fallback", "InferencePool safe")."""
+        ref = self.fallback_ref(fallback)
+        if ref is None:
+            return "the fallback"
+        return ref[1] if ref[0] == "Service" else f"{ref[0]} {ref[1]}"
 
     def shift(
         self,
@@ -93,6 +127,11 @@ def reweigh(base: list[int], is_fallback: list[bool], weight: int) -> list[int]:
         for i, share in zip(group, split(total, [base[i] for i in group]), strict=True):
             result[i] = share
     return result
+
+
+def scale(share: int, weight: int) -> int:
+    """What is left of SHARE percent when WEIGHT percent of it goes elsewhere (rounded)."""
+    return (share * (100 - weight) + 50) // 100
 
 
 def percent(weights: list[int], is_fallback: list[bool]) -> int:
