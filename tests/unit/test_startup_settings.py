@@ -45,6 +45,9 @@ def test_kopf_does_not_kill_a_process_whose_run_failed() -> None:
 
 
 def test_the_client_retries_a_sent_request_at_most_once() -> None:
+    # The process's client configuration is put back after: in a pytest-xdist worker the
+    # next test file may talk to that worker's control plane through it.
+    saved = kubernetes.client.Configuration.get_default_copy()
     kubernetes.client.Configuration.set_default(kubernetes.client.Configuration())
     kube.api_client.cache_clear()
     try:
@@ -53,6 +56,7 @@ def test_the_client_retries_a_sent_request_at_most_once() -> None:
         assert kube.RETRIES.read <= 1 and kube.RETRIES.connect <= 2
         assert config.keep_alive  # a watch on a silently dead connection fails
     finally:
+        kubernetes.client.Configuration.set_default(saved)
         kube.api_client.cache_clear()
 
 
