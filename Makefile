@@ -14,8 +14,8 @@ KUBECONFIG_LOCAL := $(LOCAL)/kubeconfig
 export KUBEBUILDER_ASSETS ?= $(K8S_BIN)
 export PATH := $(abspath $(BIN)):$(TOOLS_BIN):$(PATH)
 
-.PHONY: help deps venv system-deps cluster-binaries tools cluster cluster-down crds demo demo-down \
-        lint format test test-unit test-integration bench clean checkov
+.PHONY: help deps venv system-deps cluster-binaries tools thirdparty-crds cluster cluster-down crds demo demo-down \
+        lint format test test-unit test-integration bench clean checkov promptfoo
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -48,9 +48,21 @@ checkov: ## checkov in its own venv (cached), for the chart's security findings
 	  $(CHECKOV_HOME)/bin/pip install -q --disable-pip-version-check '$(CHECKOV_PIN)' && \
 	  echo '$(CHECKOV_PIN)' > $(CHECKOV_HOME)/.complete; fi
 
+# The third-party CRDs the suites apply: from AIINCIDENT_THIRDPARTY_CRDS or ../shared when
+# they have them, otherwise downloaded once (pinned, sha256-checked) into $(CACHE).
+thirdparty-crds: venv ## the third-party CRDs for the tests (downloads only without ../shared)
+	@AIINCIDENT_CACHE=$(CACHE) $(BIN)/python hack/thirdparty_crds.py fetch
+
+# promptfoo runs the suites `aiincident export-evals` writes (tests/e2e/test_evals_promptfoo.py).
+# Pinned for Node 20 (later ones need Node 22); about 3.5 minutes and 2 GB the first time.
+PROMPTFOO_VERSION := 0.121.20
+
+promptfoo: system-deps ## the promptfoo CLI from npm, once (cached), for the evaluation-suite tests
+	@hack/fetch-promptfoo.sh $(CACHE)/tools $(PROMPTFOO_VERSION) >/dev/null
+
 # The slow installs are independent once the Debian packages are in: run them together.
 deps: system-deps ## everything the tests and the demo need
-	@$(MAKE) --no-print-directory -j4 venv cluster-binaries tools checkov
+	@$(MAKE) --no-print-directory -j4 venv cluster-binaries tools checkov thirdparty-crds promptfoo
 
 cluster: deps ## start the local control plane in the background; kubeconfig in .local/kubeconfig
 	@$(BIN)/python -m ai_incident_operator.localcluster up $(LOCAL)/cluster >/dev/null
@@ -89,7 +101,7 @@ test-unit: venv system-deps ## the pure core, no cluster (promtool and amtool ch
 TEST_WORKERS ?= $(if $(filter 1,$(USE_EXISTING_CLUSTER)),0,2)
 
 test: deps lint ## lint, unit, integration and e2e tests against a real control plane
-	@$(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile tests
+	@$(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --durations=15 tests
 
 bench: deps ## benchmarks; figures in bench-results/
 	@$(BIN)/python -m benchmarks $(BENCH_ARGS)

@@ -116,6 +116,8 @@ class OfflineWatcher:
             try:
                 for _, obj in kube.watch(self.kind, NS, selector, version):
                     version = obj["metadata"].get("resourceVersion", version)
+                    if not obj["metadata"].get("name"):
+                        continue  # a bookmark: only its resourceVersion counts
                     if self.adapter.is_offline(obj):
                         with self.cond:
                             self.seen.setdefault(obj["metadata"]["name"], time.perf_counter())

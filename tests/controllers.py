@@ -10,7 +10,9 @@ controller does:
 - KServe (InferenceService, LLMInferenceService): `observedGeneration`, the `Ready`
   condition (False/Stopped while `serving.kserve.io/stop: "true"`), and for an
   InferenceService in Serverless mode a new predictor revision per predictor change
-  (`status.components.predictor.latestReadyRevision`, `previousRolledoutRevision`).
+  (`status.components.predictor.latestReadyRevision`, `previousRolledoutRevision`) and
+  its canary rollout: below `canaryTrafficPercent: 100` the latest revision takes that
+  share of `traffic` and `latestRolledoutRevision` the rest.
 - LeaderWorkerSet: a ControllerRevision per template change (named, labelled and
   shaped as LWS makes them, the older ones truncated once rolled out) and
   `replicas`/`readyReplicas`/`updatedReplicas`, `Available`.
@@ -31,6 +33,7 @@ import copy
 import hashlib
 import json
 import threading
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -87,6 +90,17 @@ def _owner(obj: Body) -> Body:
     }  # fmt: skip
 
 
+@dataclass
+class _Revisions:
+    """An InferenceService's predictor revisions, as Knative and KServe keep them."""
+
+    digest: str = ""  # of the predictor template the latest revision was made from
+    number: int = 0
+    names: list[str] = field(default_factory=list)
+    rolled: str = ""  # the last revision rolled out with all of the traffic
+    previous: str = ""  # the one rolled out before it
+
+
 class Controllers:
     """Plays the status part of KServe, LWS and Argo Rollouts in NAMESPACE until stopped."""
 
@@ -97,8 +111,7 @@ class Controllers:
         self._watches: list[kubernetes.watch.Watch] = []
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
-        # InferenceService uid -> (predictor hash, revision number, revision names)
-        self._isvc: dict[str, tuple[str, int, list[str]]] = {}
+        self._isvc: dict[str, _Revisions] = {}  # by InferenceService uid
 
     def __enter__(self) -> Controllers:
         return self.start()
@@ -174,23 +187,36 @@ class Controllers:
 
     def _inferenceservice(self, obj: Body) -> Body:
         meta, name = obj["metadata"], obj["metadata"]["name"]
-        # Serverless mode: Knative makes a revision for each new predictor template.
-        predictor = (obj.get("spec") or {}).get("predictor") or {}
+        # Serverless mode: Knative makes a revision for each new predictor template (its
+        # canaryTrafficPercent is traffic, not template). With a canary percent below 100,
+        # the latest revision takes that share and the last one rolled out the rest, until
+        # the canary is promoted (the percent removed or 100).
+        predictor = copy.deepcopy((obj.get("spec") or {}).get("predictor") or {})
+        canary = predictor.pop("canaryTrafficPercent", None)
         digest = _hash(predictor)
-        seen, number, names = self._isvc.get(meta["uid"], ("", 0, []))
-        if digest != seen:
-            number += 1
-            names = [*names, f"{name}-predictor-{number:05d}"]
-            self._isvc[meta["uid"]] = (digest, number, names)
-        latest = names[-1]
+        state = self._isvc.setdefault(meta["uid"], _Revisions())
+        if digest != state.digest:
+            state.digest, state.number = digest, state.number + 1
+            state.names.append(f"{name}-predictor-{state.number:05d}")
+        latest = state.names[-1]
+        split = isinstance(canary, int) and canary < 100 and state.rolled not in ("", latest)
+        if split:
+            traffic = [
+                {"revisionName": latest, "percent": canary, "latestRevision": True, "tag": "latest"},
+                {"revisionName": state.rolled, "percent": 100 - canary, "latestRevision": False,
+                 "tag": "prev"},
+            ]  # fmt: skip
+        else:
+            if state.rolled != latest:
+                state.previous, state.rolled = state.rolled, latest
+            traffic = [{"revisionName": latest, "percent": 100, "latestRevision": True}]
         component: Body = {
             "latestCreatedRevision": latest, "latestReadyRevision": latest,
-            "latestRolledoutRevision": latest,
-            "traffic": [{"revisionName": latest, "percent": 100, "latestRevision": True}],
+            "latestRolledoutRevision": state.rolled, "traffic": traffic,
             "url": f"http://{name}-predictor.{self.namespace}.example.com",
         }  # fmt: skip
-        if len(names) > 1:
-            component["previousRolledoutRevision"] = names[-2]
+        if state.previous:
+            component["previousRolledoutRevision"] = state.previous
         return {
             "observedGeneration": meta["generation"],
             "conditions": self._kserve_conditions(obj),

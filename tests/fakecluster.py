@@ -56,6 +56,9 @@ def _fields_match(obj: Body, selector: str) -> bool:
     return True
 
 
+_MISSING = object()
+
+
 class FakeCluster(Access):
     def __init__(self, installed: frozenset[str] | set[str] = DEFAULT_KINDS) -> None:
         self.objects: dict[tuple[str, str, str], Body] = {}
@@ -185,6 +188,34 @@ class FakeCluster(Access):
             raise Conflict(409, f"the object {ref} has been modified", "Conflict")
         before_spec = copy.deepcopy(current.get("spec"))
         _merge(current, {k: v for k, v in body.items()})
+        if current.get("spec") != before_spec:
+            current["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
+        current["metadata"]["resourceVersion"] = str(next(self._rv))
+        self.objects[(ref.kind, ref.namespace, ref.name)] = current
+        self.writes.append(("patch", str(ref)))
+        return copy.deepcopy(current)
+
+    def json_patch(self, ref: Ref, operations: list[Body]) -> Body:
+        """RFC 6902 `test`, `add`, `replace` and `remove` on object members (what the code uses)."""
+        self._check("patch", ref.kind, ref.name)
+        current = self.obj(ref.kind, ref.namespace, ref.name)
+        if current is None:
+            raise NotFound(404, f'{ref.kind} "{ref.name}" not found', "NotFound")
+        before_spec = copy.deepcopy(current.get("spec"))
+        for op in operations:
+            *parents, last = [
+                p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]
+            ]
+            node = current
+            for part in parents:
+                node = node[part]
+            if op["op"] == "test":
+                if node.get(last, _MISSING) != op["value"]:
+                    raise Conflict(409, f"{ref}: testing value {op['path']} failed", "Conflict")
+            elif op["op"] in ("add", "replace"):
+                node[last] = copy.deepcopy(op["value"])
+            elif op["op"] == "remove":
+                del node[last]
         if current.get("spec") != before_spec:
             current["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
         current["metadata"]["resourceVersion"] = str(next(self._rv))

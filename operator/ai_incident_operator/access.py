@@ -44,6 +44,10 @@ class Access:
         """JSON merge patch."""
         raise NotImplementedError
 
+    def json_patch(self, ref: Ref, operations: list[Body]) -> Body:
+        """JSON Patch (RFC 6902); a `test` operation that does not hold is a Conflict."""
+        raise NotImplementedError
+
     def delete(self, ref: Ref) -> bool:
         """Delete; False if it was already gone."""
         raise NotImplementedError
@@ -127,6 +131,9 @@ class ReadOnly(Access):
         raise ReadOnlyRefused(f"update of {ref}")
 
     def patch(self, ref: Ref, body: Body) -> Body:
+        raise ReadOnlyRefused(f"patch of {ref}")
+
+    def json_patch(self, ref: Ref, operations: list[Body]) -> Body:
         raise ReadOnlyRefused(f"patch of {ref}")
 
     def delete(self, ref: Ref) -> bool:

@@ -23,6 +23,10 @@ INCIDENT_CONDITION_TYPES = (
     "Reviewed",
 )
 
+# Set only on incidents whose policy has a `reproduction` (so not among the initial ones):
+# whether the incident's examples fail on the serving model (investigation.reproduce).
+REPRODUCED = "Reproduced"
+
 Condition = dict[str, Any]
 
 

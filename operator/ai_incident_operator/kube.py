@@ -118,9 +118,19 @@ def _typed(err: ApiException) -> APIError:
     return errors.from_status(err.status or 0, message or f"{err.status} {err.reason}", reason)
 
 
-def _call(method: str, path: str, body: Any = None, query: list | None = None) -> Any:
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+
+
+def _call(
+    method: str,
+    path: str,
+    body: Any = None,
+    query: list | None = None,
+    patch_type: str = MERGE_PATCH,
+) -> Any:
     """One REST call; JSON in and out as plain dicts; a typed `errors.APIError` on failure."""
-    content_type = "application/merge-patch+json" if method == "PATCH" else "application/json"
+    content_type = patch_type if method == "PATCH" else "application/json"
     if method in WRITES:
         # So that managedFields (and GitOps tools reading them) name the operator.
         query = [*(query or []), ("fieldManager", FIELD_MANAGER)]
@@ -172,6 +182,17 @@ class Cluster(Access):
 
     def patch(self, ref: Ref, body: dict) -> dict:
         return _call("PATCH", KINDS[ref.kind].path(ref.namespace, ref.name), body)
+
+    def json_patch(self, ref: Ref, operations: list[dict]) -> dict:
+        path = KINDS[ref.kind].path(ref.namespace, ref.name)
+        try:
+            return _call("PATCH", path, operations, patch_type=JSON_PATCH)
+        except Invalid as err:
+            if not _test_failed(err):
+                raise
+            raise Conflict(
+                409, f"{ref} changed since it was read ({err.message})", "Conflict"
+            ) from None
 
     def delete(self, ref: Ref) -> bool:
         try:
@@ -240,6 +261,24 @@ def patch(ref: Ref, body: dict) -> dict:
     return cluster().patch(ref, body)
 
 
+def json_patch(ref: Ref, operations: list[dict]) -> dict:
+    return cluster().json_patch(ref, operations)
+
+
+# What kube-apiserver answers (422, no details) when a JSON Patch operation cannot be
+# applied; newer ones add the patch library's words ("testing value ... failed").
+_PATCH_NOT_APPLIED = "the server rejected our request due to an error in our request"
+
+
+def _test_failed(err: APIError) -> bool:
+    """Whether a 422 to a JSON Patch is its `test` operation not holding (the object
+    changed since it was read) rather than the result being invalid. The code sends only
+    operations that apply to an object of the shape it read, so the apiserver's answer
+    that the patch could not be applied means that a `test` failed."""
+    message = err.message.lower()
+    return message == _PATCH_NOT_APPLIED or "testing value" in message
+
+
 def delete(ref: Ref) -> bool:
     return cluster().delete(ref)
 
@@ -268,6 +307,32 @@ def update(
 
 def patch_status(ref: Ref, status: dict, resource_version: str | None = None) -> dict:
     return cluster().patch_status(ref, status, resource_version)
+
+
+def pod_log(
+    namespace: str, pod: str, container: str, tail_lines: int, limit_bytes: int,
+    timeout: tuple[float, float] = (5.0, 10.0),
+) -> str:  # fmt: skip
+    """The last TAIL_LINES lines of CONTAINER's log in POD, at most LIMIT_BYTES (`pods/log`;
+    the apiserver sends no more), as text; a typed `errors.APIError` when it cannot be read."""
+    query = [("container", container), ("tailLines", str(tail_lines)),
+             ("limitBytes", str(limit_bytes))]  # fmt: skip
+    path = f"{KINDS['Pod'].path(namespace, pod)}/log"
+    client = api_client()
+    request = client.param_serialize(
+        method="GET", resource_path=path, query_params=query,
+        header_params={"Accept": "text/plain, */*"}, auth_settings=["BearerToken"],
+    )  # fmt: skip
+    try:
+        response = client.call_api(*request, _request_timeout=timeout)
+        data = response.read()
+    except ApiException as err:
+        raise _typed(err) from None
+    except _CONNECTION_ERRORS as err:
+        raise Transient(0, f"no answer for the log of {namespace}/{pod}: {err}") from None
+    if not 200 <= response.status < 300:
+        raise _typed(ApiException(http_resp=response))
+    return (data or b"")[:limit_bytes].decode(errors="replace")
 
 
 WATCH_SECONDS = 300  # the server ends a watch after this long; the caller starts another

@@ -18,6 +18,7 @@ from .access import Access
 from .actions.traffic import fallback_ref
 from .conditions import set_condition
 from .errors import Forbidden
+from .investigation import checks
 from .kube import Ref
 from .resources import KINDS
 
@@ -119,11 +120,32 @@ def tenant_problems(
     return list(dict.fromkeys(found))  # once each, in order
 
 
+def reproduction_problems(body: dict[str, Any]) -> list[str]:
+    """A bad `reproduction` (or `verification.examples` without one), and a tenant's
+    reproduction URLs outside the operator's allowlist (egress)."""
+    spec = body.get("spec") or {}
+    reproduction = spec.get("reproduction")
+    problems = checks.spec_problems(reproduction)
+    verification = (spec.get("resolution") or {}).get("verification") or {}
+    if verification.get("examples") is True and not isinstance(reproduction, dict):
+        problems.append(
+            "resolution.verification.examples: needs reproduction.endpoints.current to send "
+            "the examples to"
+        )
+    if (body.get("metadata") or {}).get("namespace") and egress.is_namespaced(body):
+        allowed, apiserver = egress.allowlist(), egress.apiserver_hosts()
+        for field, url in checks.urls_of(reproduction):
+            problem = egress.check_url(url, True, allowed, apiserver)
+            if problem:
+                problems.append(f"{field}: {problem}")
+    return problems
+
+
 def check_policy(body: dict[str, Any]) -> None:
     invalid = policies.validate(body.get("spec") or {})
     problems = invalid or cluster_problems(body)
     # A tenant's inline URLs outside the operator's allowlist (egress): the policy is not used.
-    problems = [*problems, *egress.policy_problems(body)]
+    problems = [*problems, *egress.policy_problems(body), *reproduction_problems(body)]
     outside = [] if invalid else tenant_problems(body)
     meta = body["metadata"]
     generation = meta.get("generation")

@@ -20,10 +20,13 @@ from typing import Any
 
 import kubernetes
 
-from . import API_VERSION, kube, review
+from . import API_VERSION, evals, kube, review, workloads
 from .conditions import INCIDENT_CONDITION_TYPES
 from .errors import APIError, Conflict, NotFound
 from .intake.mapping import CATEGORIES, SOURCE_LABEL
+from .investigation import example_store
+from .investigation.examples import ExampleError
+from .investigation.store import NotOurs
 from .kube import Ref
 from .policy import selector_string
 from .resources import SA_NAMESPACE_FILE
@@ -43,7 +46,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "file an incident (a user report, internal discovery or external report)",
     )
     report.add_argument("-n", "--namespace", required=True, help="the target's namespace")
-    report.add_argument("--target", required=True, metavar="NAME", help="the model's Deployment")
+    report.add_argument(
+        "--target", required=True, metavar="[KIND/]NAME",
+        help="the model's workload: NAME (a Deployment) or KIND/NAME, KIND one of Deployment, "
+        "StatefulSet, Rollout, LeaderWorkerSet, InferenceService, LLMInferenceService or a "
+        "kubectl short name (deploy, sts, ro, lws, isvc, llmisvc)",
+    )  # fmt: skip
     report.add_argument("--category", required=True, choices=CATEGORIES)
     report.add_argument(
         "--severity",
@@ -67,6 +75,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument(
         "--name", help="the incident's name (default: <target>-<category>-<random>)"
     )
+    evals.add_report_arguments(report)  # --example-input/--example-output/--examples
     report.set_defaults(func=_command(_report))
 
     listing = _parser(subparsers, "list", "list incidents with their phase and mitigations")
@@ -178,8 +187,12 @@ def _get(namespace: str, name: str) -> dict[str, Any]:
 
 
 def _report(args: argparse.Namespace) -> int:
-    if not _NAME.fullmatch(args.target) or len(args.target) > 253:
-        raise Failure(f"--target {args.target!r} is not a Deployment name")
+    try:
+        kind, target = workloads.parse_target(args.target)
+    except workloads.UnknownKind as err:
+        raise Failure(f"--target {args.target!r}: {err}") from None
+    if not _NAME.fullmatch(target) or len(target) > 253:
+        raise Failure(f"--target {args.target!r} is not a {kind} name")
     if args.name and (not _NAME.fullmatch(args.name) or len(args.name) > 253):
         raise Failure(
             f"--name {args.name!r} is not an object name (lower case letters, digits, '-', '.')"
@@ -190,20 +203,26 @@ def _report(args: argparse.Namespace) -> int:
     if not args.reporter.strip():
         raise Failure("--reporter is empty: say who reported it, e.g. 'ticket SUP-1234'")
     title = (args.title or "").strip() or description.splitlines()[0][:200]
+    try:  # checked before anything is created
+        examples = evals.reported(args)
+    except ExampleError as err:
+        raise Failure(str(err)) from None
     metadata: dict[str, Any] = {
         "namespace": args.namespace,
         "labels": {SOURCE_LABEL: args.source.lower()},
     }
+    if examples:  # stored beside it, never in its spec
+        metadata["annotations"] = {example_store.ANNOTATION: "reported"}
     if args.name:
         metadata["name"] = args.name
     else:  # the apiserver adds 5 random characters
-        metadata["generateName"] = f"{args.target[:40].rstrip('.-')}-{args.category.lower()}-"
+        metadata["generateName"] = f"{target[:40].rstrip('.-')}-{args.category.lower()}-"
     spec: dict[str, Any] = {
         "title": title[:512],
         "category": args.category,
         "description": description,
         "source": {"type": args.source, "reporter": args.reporter.strip()},
-        "target": {"kind": "Deployment", "name": args.target},
+        "target": {"kind": kind, "name": target},
     }
     if args.severity:
         spec["severity"] = args.severity
@@ -215,15 +234,21 @@ def _report(args: argparse.Namespace) -> int:
     except Conflict:
         raise Failure(f"AIIncident {args.namespace}/{args.name} already exists") from None
     print(created["metadata"]["name"])
+    if examples:
+        try:
+            ref = example_store.write_reported(created, examples)
+        except (APIError, NotOurs) as err:
+            raise Failure(f"the incident is filed, its examples not stored: {err}") from None
+        print(f"aiincident: {len(examples)} example(s) in ConfigMap {ref['name']}", file=sys.stderr)
     try:
-        if kube.get(Ref("Deployment", args.namespace, args.target)) is None:
+        if kube.get(Ref(kind, args.namespace, target)) is None:
             print(
-                f"aiincident: warning: Deployment {args.namespace}/{args.target} not found: the "
-                "incident is filed, and is triaged once the Deployment exists",
+                f"aiincident: warning: {kind} {args.namespace}/{target} not found: the "
+                f"incident is filed, and is triaged once the {kind} exists",
                 file=sys.stderr,
             )
     except APIError:
-        pass  # not allowed to read Deployments: the operator will say
+        pass  # not allowed to read them, or its CRD is not installed: the operator will say
     return 0
 
 

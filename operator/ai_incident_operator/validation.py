@@ -35,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from . import GROUP, bounds, kube
+from . import GROUP, bounds, kube, workloads
 from . import policy as policies
 from .access import Access, ReadOnly
 from .bounds import TenantBounds
@@ -277,7 +277,10 @@ def _metadata_problems(doc: Body) -> list[str]:
 def _semantic_problems(doc: Body) -> list[str]:
     spec = doc.get("spec") or {}
     if doc.get("kind") in ("MitigationPolicy", "ClusterMitigationPolicy"):
-        return [f"spec.{p}" for p in policies.validate(spec)]
+        from .investigation.checks import spec_problems
+
+        found = [*policies.validate(spec), *spec_problems(spec.get("reproduction"))]
+        return [f"spec.{p}" for p in found]
     problems = []
     target = spec.get("target") or {}
     if not target.get("name") and not target.get("selector"):
@@ -404,7 +407,8 @@ def _last_released(api: Access, namespace: str) -> Callable[[str, str, str], dat
     found: dict[str, list[tuple[str, str]]] = {}
     for incident in incidents:
         for entry in (incident.get("status") or {}).get("mitigations") or []:
-            if entry.get("revertedAt") and entry.get("target", "").startswith("Deployment/"):
+            kind = entry.get("target", "").partition("/")[0]
+            if entry.get("revertedAt") and kind in workloads.ADAPTERS:  # as handlers.releases
                 target = entry["target"].partition("/")[2]
                 found.setdefault(target, []).append(
                     (incident["metadata"]["name"], entry["revertedAt"])
@@ -485,7 +489,10 @@ def simulate(
         notes.append(f"target namespace {wanted_ns} is not the incident's namespace {ns}")
         return result
     targets = engine.resolve_targets(api, ns, spec.get("target") or {})
-    result["targets"] = [f"Deployment/{t['metadata']['name']}" for t in targets]
+    from .engine.targets import target_kind
+
+    kind = target_kind(spec.get("target") or {})  # an object read by name may lack its kind
+    result["targets"] = [f"{t.get('kind') or kind}/{t['metadata']['name']}" for t in targets]
     if not targets:
         result["outcome"] = "TargetNotFound"
         notes.append(engine.missing_target_message(ns, spec, api=api))

@@ -430,3 +430,107 @@ def test_ledger_annotation_removed_mid_incident_still_restores_exactly(namespace
     assert after["chat"]["spec"]["selector"] == {"app": "chat-llm"}
     assert ledger_annotations(ns) == {}
     assert after == before
+
+
+# --- The failure and retry path of undo (issue 12, item 17) --------------------
+
+READ = ["get", "list", "watch"]
+WRITE = [*READ, "update", "patch"]
+
+
+def _undo_failed(ns: str, name: str) -> dict | None:
+    incident = get_incident(ns, name)
+    resolved = conditions(incident).get("Resolved") or {}
+    return incident if resolved.get("reason") == "UndoFailed" else None
+
+
+def test_undo_refused_is_undo_failed_then_retried_until_granted(
+    solo_namespace, local_cluster, tmp_path
+):
+    if local_cluster is None:  # another cluster: a real ServiceAccount to ask a token for
+        for kind, args in (("namespace", []), ("serviceaccount", ["-n", SA_NAMESPACE])):
+            made = kubectl("create", kind, *args, SA_NAMESPACE if kind == "namespace" else SA_NAME,
+                           "--dry-run=client", "-o", "json")  # fmt: skip
+            kubectl("apply", "-f", "-", input=made.stdout)
+    kubeconfig = sa_kubeconfig(local_cluster, SA_NAMESPACE, SA_NAME, tmp_path / "sa-kubeconfig")
+    ns = solo_namespace
+    cluster_rules, ns_rules = chart_rules(ns)
+    name = f"aiincident-undo-{ns}"
+    subjects = [{"kind": "ServiceAccount", "name": SA_NAME, "namespace": SA_NAMESPACE}]
+    rbac = kubernetes.client.RbacAuthorizationV1Api()
+    role_ref = {"apiGroup": "rbac.authorization.k8s.io", "name": name}
+    rbac.create_cluster_role({"metadata": {"name": name}, "rules": cluster_rules})
+    try:
+        rbac.create_cluster_role_binding(
+            {"metadata": {"name": name}, "roleRef": {**role_ref, "kind": "ClusterRole"},
+             "subjects": subjects}
+        )  # fmt: skip
+        rbac.create_namespaced_role(
+            ns, {"metadata": {"name": name}, "rules": deployment_verbs(ns_rules, WRITE)}
+        )
+        rbac.create_namespaced_role_binding(
+            ns, {"metadata": {"name": name}, "roleRef": {**role_ref, "kind": "Role"},
+                 "subjects": subjects},
+        )  # fmt: skip
+        wait_for(lambda: can_i("update", "deployments", ns), 10, "the Role to take effect")
+
+        setup_model(ns, policy(SHIFT, SCALE))
+        before = snapshot(ns)
+        proc = OperatorProcess(
+            "undo-rbac",
+            "--namespace", ns,
+            env={"KUBECONFIG": str(kubeconfig), "AIINCIDENT_NAMESPACE": ns,
+                 "AIINCIDENT_RESYNC_SECONDS": "2"},
+        ).start()  # fmt: skip
+        try:
+            wait_for(lambda: policy_ready(ns), 20, f"policy Ready (log: {proc.log_path})")
+            create_incident(
+                ns, "stuck",
+                {"category": "HarmfulOutput", "severity": 1, "target": {"name": "chat-llm"}},
+            )  # fmt: skip
+            phase_is(ns, "stuck", "Mitigated")
+            assert replicas(ns) == 0 and selector(ns) == {"app": "chat-fallback"}
+
+            # The right to write Deployments goes; then a person resolves.
+            rbac.patch_namespaced_role(name, ns, {"rules": deployment_verbs(ns_rules, READ)})
+            wait_for(lambda: not can_i("update", "deployments", ns), 10, "the revoke")
+            resolve(ns, "stuck")
+            incident = wait_for(lambda: _undo_failed(ns, "stuck"), 30,
+                                f"Resolved=False/UndoFailed (log: {proc.log_path})")  # fmt: skip
+            assert proc.proc.poll() is None, "the operator crashed on a 403"
+            refused = conditions(incident)["Resolved"]
+            assert refused["status"] == "False"
+            assert "ScaleToZero on Deployment/chat-llm" in refused["message"], refused
+            assert "403" in refused["message"] or "forbidden" in refused["message"].lower()
+            assert incident["status"]["phase"] == "Resolving"
+            # Nothing was given back: capacity could not be restored, so traffic stays.
+            assert states(incident) == {
+                "TrafficShift:Service/chat": "Applied",
+                "ScaleToZero": "Applied",
+            }, incident["status"]["mitigations"]
+            assert replicas(ns) == 0 and selector(ns) == {"app": "chat-fallback"}
+            # Still so a few retries later (no partial undo, no give-up).
+            time.sleep(5)
+            assert _undo_failed(ns, "stuck") is not None and replicas(ns) == 0
+            assert selector(ns) == {"app": "chat-fallback"}
+
+            rbac.patch_namespaced_role(name, ns, {"rules": deployment_verbs(ns_rules, WRITE)})
+            wait_for(lambda: can_i("update", "deployments", ns), 10, "the grant")
+            incident = phase_is(ns, "stuck", "Resolved", timeout=90)  # backoff is capped at 60 s
+            assert states(incident) == {
+                "TrafficShift:Service/chat": "Reverted",
+                "ScaleToZero": "Reverted",
+            }
+            assert conditions(incident)["Resolved"]["status"] == "True"
+            assert snapshot(ns) == before  # exact: replicas, selector, no ledger left
+            types = [t["type"] for t in incident["status"]["timeline"]]
+            assert types.index("Resolving") < types.index("MitigationReverted")
+        finally:
+            proc.stop()
+    finally:
+        for delete in (rbac.delete_cluster_role_binding, rbac.delete_cluster_role):
+            try:
+                delete(name)
+            except kubernetes.client.ApiException as err:
+                if err.status != 404:
+                    raise

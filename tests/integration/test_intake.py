@@ -577,3 +577,25 @@ def test_an_unreachable_apiserver_gets_503_so_alertmanager_retries(cluster, tmp_
     finally:
         proc.stop()
     assert proc.log_path.exists()
+
+
+def test_the_alerts_write_holds_against_status_writes_not_against_spec_changes(namespace):
+    """The intake's write is conditional on the spec's generation: the operator's status
+    writes in between (which move the resourceVersion) do not make it conflict, a spec
+    change does, and the apiserver's failed JSON Patch `test` is read as a Conflict."""
+    from ai_incident_operator.errors import Conflict
+    from ai_incident_operator.intake import store
+
+    ref = Ref("AIIncident", namespace, "written-alerts")
+    kube.create("AIIncident", namespace, {
+        "apiVersion": "aiincident.io/v1alpha1", "kind": "AIIncident",
+        "metadata": {"name": ref.name},
+        "spec": {"severity": 3, "category": "Other", "summary": "s", "alerts": []},
+    })  # fmt: skip
+    read = kube.get(ref)
+    kube.patch_status(ref, {"phase": "Detected"})  # the engine, between our read and write
+    store._write(ref, read, [{"fingerprint": "a1", "labels": {"alertname": "x"}}])
+    assert [a["fingerprint"] for a in kube.get(ref)["spec"]["alerts"]] == ["a1"]
+    with pytest.raises(Conflict):  # `read` is a generation behind now
+        store._write(ref, read, [{"fingerprint": "b2", "labels": {"alertname": "x"}}])
+    assert [a["fingerprint"] for a in kube.get(ref)["spec"]["alerts"]] == ["a1"]

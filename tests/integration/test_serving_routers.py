@@ -27,6 +27,7 @@ from ai_incident_operator.fieldpath import get
 from ai_incident_operator.kube import Ref
 from ai_incident_operator.resources import KINDS
 
+from controllers import Controllers
 from kit import create_incident, deployment, get_incident, policy_body, spec_snapshot, wait_for
 
 pytestmark = pytest.mark.integration
@@ -58,6 +59,14 @@ AISERVICEBACKEND_CRD = {
 }  # fmt: skip
 # What the apiserver moves on every write; the rest must come back exactly.
 VOLATILE = ("resourceVersion", "managedFields", "generation")
+
+
+@pytest.fixture
+def served(namespace: str) -> Iterator[Controllers]:
+    """KServe's status part (observedGeneration, Ready, revisions and canary traffic), as
+    tests/controllers.py plays it: resolution waits until the model is Ready again."""
+    with Controllers(namespace) as ctl:
+        yield ctl
 
 
 @pytest.fixture(scope="module")
@@ -184,40 +193,54 @@ def _incident(namespace: str, name: str, target: Body) -> None:
 
 
 def _isvc(namespace: str) -> Body:
+    """An InferenceService with a canary in flight, as KServe reports it: revision 1 rolled
+    out, then a new model as revision 2 with canaryTrafficPercent 20 (it takes 20%,
+    revision 1 the rest)."""
     body = {
         "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
         "metadata": {"name": "llama-chat", "labels": LABELS,
                      "annotations": {"serving.kserve.io/deploymentMode": "Serverless"}},
         "spec": {"predictor": {
-            "minReplicas": 1, "canaryTrafficPercent": 20,
+            "minReplicas": 1,
             "model": {"modelFormat": {"name": "huggingface"}, "runtime": "kserve-huggingfaceserver",
                       "storageUri": "hf://meta-llama/Llama-3.1-8B-Instruct"},
         }},
     }  # fmt: skip
+    ref = Ref("InferenceService", namespace, "llama-chat")
     _create("InferenceService", namespace, body)
-    # As KServe reports a canary in flight: revision 2 takes 20%, revision 1 the rest.
-    kube.patch_status(Ref("InferenceService", namespace, "llama-chat"), {
-        "observedGeneration": 1,
-        "conditions": [{"type": "Ready", "status": "True"}],
-        "components": {"predictor": {
-            "latestCreatedRevision": "llama-chat-predictor-00002",
-            "latestReadyRevision": "llama-chat-predictor-00002",
-            "latestRolledoutRevision": "llama-chat-predictor-00001",
-            "traffic": [
-                {"revisionName": "llama-chat-predictor-00002", "percent": 20, "latestRevision": True, "tag": "latest"},
-                {"revisionName": "llama-chat-predictor-00001", "percent": 80, "latestRevision": False, "tag": "prev"},
-            ],
-        }},
-    })  # fmt: skip
-    return kube.get(Ref("InferenceService", namespace, "llama-chat")) or {}
+    _revision(ref, "llama-chat-predictor-00001")
+
+    def canary(obj: Body) -> bool:
+        obj["spec"]["predictor"]["canaryTrafficPercent"] = 20
+        obj["spec"]["predictor"]["model"]["storageUri"] += "-canary"
+        return True
+
+    kube.update(ref, canary)
+    return _revision(ref, "llama-chat-predictor-00002")
+
+
+def _revision(ref: Ref, latest: str) -> Body:
+    """REF once KServe reports LATEST as its latest ready revision."""
+
+    def seen() -> Body | None:
+        obj = kube.get(ref) or {}
+        status = obj.get("status") or {}
+        done = status.get("observedGeneration") == obj["metadata"]["generation"]
+        revision = get(obj, "/status/components/predictor/latestReadyRevision")
+        return obj if done and revision == latest else None
+
+    return wait_for(seen, 30, f"{ref} at revision {latest}")
 
 
 def test_kserve_canary_goes_back_to_the_previous_revision_and_comes_back_in_steps(
-    namespace, operator
+    namespace, operator, served
 ):
     ns = namespace
     before = _isvc(ns)
     ref = Ref("InferenceService", ns, "llama-chat")
+    assert [(t["revisionName"], t["percent"]) for t in before["status"]["components"]["predictor"]["traffic"]] == [
+        ("llama-chat-predictor-00002", 20), ("llama-chat-predictor-00001", 80),
+    ]  # fmt: skip
     _policy(ns, "kserve", {"type": "TrafficShift", "router": {"kind": "InferenceService", "name": "llama-chat"}},
             resolution={"undo": {"trafficSteps": [25, 50], "stepInterval": "2s"}})  # fmt: skip
     recorder = Recorder(
@@ -232,7 +255,7 @@ def test_kserve_canary_goes_back_to_the_previous_revision_and_comes_back_in_step
     )
     assert get(kube.get(ref), "/spec/predictor/canaryTrafficPercent") == 0
 
-    # The fix ships meanwhile (a new model): undo gives the canary back and keeps it.
+    # The fix ships meanwhile (a new model, revision 3): undo gives the canary back and keeps it.
     obj = kube.get(ref)
     obj["spec"]["predictor"]["model"]["storageUri"] = "hf://meta-llama/Llama-3.1-8B-Instruct-v2"
     kube.replace(ref, obj)
@@ -242,16 +265,25 @@ def test_kserve_canary_goes_back_to_the_previous_revision_and_comes_back_in_step
     assert recorder.stop() == [20, 0, 5, 10, 20]
     after = kube.get(ref)
     expected = spec_snapshot(before)
-    expected["spec"]["predictor"]["model"]["storageUri"] += "-v2"
+    expected["spec"]["predictor"]["model"]["storageUri"] = (
+        "hf://meta-llama/Llama-3.1-8B-Instruct-v2"
+    )
     assert spec_snapshot(after) == expected
-    assert after["status"] == before["status"]
+    # KServe splits as before, the fix (revision 3) as the canary; Ready for this generation.
+    predictor = after["status"]["components"]["predictor"]
+    assert [(t["revisionName"], t["percent"]) for t in predictor["traffic"]] == [
+        ("llama-chat-predictor-00003", 20), ("llama-chat-predictor-00001", 80),
+    ]  # fmt: skip
+    assert after["status"]["observedGeneration"] == after["metadata"]["generation"]
     steps = [t for t in get_incident(ns, "canary")["status"]["timeline"] if t["type"] == "UndoStep"]
     assert len(steps) == 2
 
 
-def test_kserve_raw_deployment_canary_list_goes_to_the_main_predictor_and_back(namespace, operator):
+def test_kserve_raw_deployment_canary_list_goes_to_the_main_predictor_and_back(
+    namespace, operator, served
+):
     ns = namespace
-    before = _create("InferenceService", ns, {
+    _create("InferenceService", ns, {
         "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
         "metadata": {"name": "llama-raw", "labels": LABELS,
                      "annotations": {"serving.kserve.io/deploymentMode": "RawDeployment"}},
@@ -265,15 +297,18 @@ def test_kserve_raw_deployment_canary_list_goes_to_the_main_predictor_and_back(n
         },
     })  # fmt: skip
     ref = Ref("InferenceService", ns, "llama-raw")
+    before = _revision(ref, "llama-raw-predictor-00001")
     _policy(ns, "raw", {"type": "TrafficShift", "router": {"kind": "InferenceService", "name": "llama-raw"}})  # fmt: skip
     _incident(ns, "raw", {"kind": "InferenceService", "name": "llama-raw"})
     entry = _applied(ns, "raw")
-    assert "100% to the previous revision (was 90%)" in entry["message"]
+    assert "100% to the previous revision" in entry["message"] and "(was 90%)" in entry["message"]
     after = kube.get(ref)
     assert after["spec"]["canary"][0]["trafficPercent"] == 0
     assert after["spec"]["canary"][0]["predictor"] == before["spec"]["canary"][0]["predictor"]
     _resolve(ns, "raw")
-    assert _stable(kube.get(ref)) == _stable(before)
+    restored = kube.get(ref)
+    assert spec_snapshot(restored) == spec_snapshot(before)
+    assert restored["status"]["observedGeneration"] == restored["metadata"]["generation"]
 
 
 # --- Gateway API: an HTTPRoute over InferencePools, shifted to a fallback pool --------------
@@ -408,9 +443,10 @@ def test_rollout_canary_is_aborted_through_the_status_and_the_abort_cleared(name
                                          "steps": [{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}]}}},
     })  # fmt: skip
     ref = Ref("Rollout", ns, "model-server")
-    # As the Argo controller reports a canary paused at 20%.
+    # As the Argo controller reports a canary paused at 20%: 4 stable replicas, 1 canary.
     kube.patch_status(ref, {"phase": "Paused", "message": "CanaryPauseStep", "currentStepIndex": 1,
                             "stableRS": "6f9c8d4b7", "currentPodHash": "84c7b5d9f", "observedGeneration": "1",
+                            "replicas": 5, "updatedReplicas": 1, "readyReplicas": 5, "availableReplicas": 5,
                             "canary": {"weights": {"canary": {"weight": 20, "podTemplateHash": "84c7b5d9f"},
                                                    "stable": {"weight": 80, "podTemplateHash": "6f9c8d4b7"}}}})  # fmt: skip
     before = kube.get(ref)

@@ -14,7 +14,11 @@ would, and the kube-controller-manager runs the StatefulSets.
 from __future__ import annotations
 
 import copy
+import json
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -282,12 +286,9 @@ def test_statefulset_traffic_waits_until_its_pods_are_ready(namespace, operator)
     assert spec_snapshot(sts) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine/resolve.py workloads_ready() reads only Deployments and StatefulSets: "
-    "it should wait for every kind in workloads.ADAPTERS (readiness.ready dispatches)",
+@pytest.mark.parametrize(
+    "kind", ["InferenceService", "LLMInferenceService", "LeaderWorkerSet", "Rollout"]
 )
-@pytest.mark.parametrize("kind", ["InferenceService", "LeaderWorkerSet"])
 def test_traffic_waits_until_a_restarted_model_of_any_kind_is_ready(
     namespace, operator, served, kind
 ):
@@ -554,3 +555,78 @@ def test_evidence_shows_each_kind_before_mitigation_and_its_last_change(
     assert fix in section, section
     cause = next(h for h in status["hypotheses"] if h["cause"] == "DeploymentChange")
     assert any(line in e and f"{kind}/{name}" in e for e in cause["evidence"]), cause
+
+
+# --- The people's commands on every kind: simulate, report --target KIND/NAME ----------
+
+AIINCIDENT = Path(sys.executable).parent / "aiincident"
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(AIINCIDENT), *args], capture_output=True, text=True, timeout=60)
+
+
+def simulate(tmp_path: Path, ns: str, target: dict) -> dict:
+    policy = {
+        "apiVersion": "aiincident.io/v1alpha1", "kind": "MitigationPolicy",
+        "metadata": {"name": "serving", "namespace": ns},
+        "spec": {"targetSelector": {"matchLabels": LABELS},
+                 "responses": [{"severity": 1, "actions": [{"type": "ScaleToZero"}]}]},
+    }  # fmt: skip
+    incident = {
+        "apiVersion": "aiincident.io/v1alpha1", "kind": "AIIncident",
+        "metadata": {"name": "harm"},
+        "spec": {"category": "HarmfulOutput", "severity": 1, "target": target},
+    }  # fmt: skip
+    (tmp_path / "policy.yaml").write_text(yaml.safe_dump(policy))
+    (tmp_path / "incident.yaml").write_text(yaml.safe_dump(incident))
+    done = run("simulate", "--policy", str(tmp_path / "policy.yaml"),
+               "--incident", str(tmp_path / "incident.yaml"), "-n", ns, "-o", "json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("kind", ["StatefulSet", "InferenceService", "LeaderWorkerSet"])
+def test_simulate_names_each_target_by_its_kind(tmp_path, solo_namespace, kind):
+    ns = solo_namespace
+    kube.create(kind, ns, KINDS[kind][0]("model"))
+    before = spec_snapshot(kube.get(Ref(kind, ns, "model")))
+
+    by_name = simulate(tmp_path, ns, {"kind": kind, "name": "model"})
+    assert by_name["targets"] == [f"{kind}/model"], by_name
+    assert by_name["outcome"] == "WouldMitigate", by_name
+    assert [s["target"] for s in by_name["steps"]] == [f"{kind}/model"]
+    by_selector = simulate(tmp_path, ns, {"kind": kind, "selector": {"matchLabels": LABELS}})
+    assert by_selector["targets"] == [f"{kind}/model"], by_selector
+    assert spec_snapshot(kube.get(Ref(kind, ns, "model"))) == before  # nothing written
+
+
+@pytest.mark.parametrize(
+    ("target", "kind"),
+    [("isvc/llama", "InferenceService"), ("InferenceService/llama", "InferenceService"),
+     ("llminferenceservices.serving.kserve.io/llama", "LLMInferenceService"),
+     ("lws/llama", "LeaderWorkerSet"), ("sts/llama", "StatefulSet"), ("ro/llama", "Rollout"),
+     ("deployments/llama", "Deployment"), ("llama", "Deployment")],
+)  # fmt: skip
+def test_report_target_takes_kind_slash_name(solo_namespace, target, kind):
+    ns = solo_namespace
+    done = run("report", "-n", ns, "--target", target, "--category", "HarmfulOutput",
+               "--reporter", "ticket SUP-1", "--description", "unsafe advice")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    name = done.stdout.strip()
+    assert name.startswith("llama-harmfuloutput-"), name
+    assert get_incident(ns, name)["spec"]["target"] == {"kind": kind, "name": "llama"}
+    # Nothing of that name exists: the warning names the kind it looked for.
+    assert f"warning: {kind} {ns}/llama not found" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("target", "said"),
+    [("pods/llama", "'pods' is not a workload the operator can target"),
+     ("isvc/Not A Name", "is not a InferenceService name")],
+)  # fmt: skip
+def test_report_refuses_a_target_that_is_not_a_workload(solo_namespace, target, said):
+    done = run("report", "-n", solo_namespace, "--target", target, "--category", "Other",
+               "--reporter", "r", "--description", "d")  # fmt: skip
+    assert done.returncode == 1 and said in done.stderr, done.stderr
+    assert kube.list_objects("AIIncident", solo_namespace) == []

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ai_incident_operator.errors import Conflict
 from ai_incident_operator.errors import Forbidden as APIForbidden
 from ai_incident_operator.intake import limits, mapping, store
 from ai_incident_operator.intake.limits import Bucket, Reach
@@ -141,9 +142,9 @@ def test_a_flood_beyond_the_cap_is_group_committed_and_loses_no_alert(fake, monk
         mapping.group(parsed(alert(namespace="stray-0")), OPS)[0], parsed(alert(namespace="stray-0")), OPS, admission,
     ).name)  # fmt: skip
     writes = []
-    original_patch = fake.patch
+    original_patch = fake.json_patch
 
-    def slow_patch(ref: Ref, body: dict) -> dict:
+    def slow_patch(ref: Ref, body: list[dict]) -> dict:
         if ref == record:
             writes.append(ref)
             # The first write lasts until every other delivery waits (a slow apiserver):
@@ -155,7 +156,7 @@ def test_a_flood_beyond_the_cap_is_group_committed_and_loses_no_alert(fake, monk
                 time.sleep(0.01)
         return original_patch(ref, body)
 
-    monkeypatch.setattr(fake, "patch", slow_patch)
+    monkeypatch.setattr(fake, "json_patch", slow_patch)
     strays = [alert(namespace=f"stray-{i}") for i in range(1, 41)]
     with ThreadPoolExecutor(len(strays)) as pool:  # all at once, as a flood comes
         done = list(pool.map(lambda a: _deliver(admission, a)[0], strays))
@@ -198,3 +199,16 @@ def test_kopf_exclusions_in_namespace_flags_exclude():
     assert reach.refuses("team-a") is None
     assert reach.refuses("kube-system") is not None
     assert limits.allows(("!secret",), "team-a") and not limits.allows(("!secret",), "secret")
+
+
+def test_status_writes_between_read_and_write_never_conflict_spec_changes_do(fake):
+    """The alerts' write holds on the spec's generation, not the resourceVersion."""
+    admission = store.Admission()
+    first = _deliver(admission, alert(namespace="team-a", deployment="chat"))[0]
+    ref = Ref("AIIncident", first.namespace, first.name)
+    read = fake.get(ref)
+    fake.patch_status(ref, {"phase": "Mitigated"})  # the engine, meanwhile
+    store._write(ref, read, [{"fingerprint": "a1"}])
+    assert fake.get(ref)["spec"]["alerts"] == [{"fingerprint": "a1"}]
+    with pytest.raises(Conflict):
+        store._write(ref, read, [{"fingerprint": "b2"}])

@@ -47,6 +47,10 @@ the writes to workloads only where the operator may change something (the chart 
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list]
+# Evidence (logs.md): the last lines of the targets' Pods' logs, bounded (get only).
+- apiGroups: [""]
+  resources: [pods/log]
+  verbs: [get]
 - apiGroups: [batch]
   resources: [jobs, cronjobs]
   verbs: [get, list]

@@ -18,12 +18,14 @@ def write_review(ctx: IncidentContext) -> None:
     if ctx.world.write_review is not None:
         ctx.world.write_review(ctx)
         return
+    from ..investigation import example_store
     from ..investigation.store import NotOurs  # the real cluster's writer
 
     try:
-        ctx.status["reviewRef"] = review.write_review(
-            ctx.body, review.render({**ctx.body, "status": ctx.status}, ctx.now)
-        )
+        examples, _ = example_store.read(ctx.api, ctx.body, ctx.policy_spec)  # ConfigMap reads
+        checks = (ctx.policy_spec.get("reproduction") or {}).get("checks") or []
+        document = review.render({**ctx.body, "status": ctx.status}, ctx.now, examples, checks)
+        ctx.status["reviewRef"] = review.write_review(ctx.body, document)
     except (APIError, NotOurs) as err:
         log.warning("review of %s not written: %s", ctx.holder, err)
 

@@ -21,12 +21,11 @@ from __future__ import annotations
 import functools
 from datetime import timedelta
 
-from .. import egress, review
+from .. import egress, review, workloads
 from ..conditions import now_iso
 from ..durations import duration_or
 from ..errors import APIError
 from ..lifecycle import add_timeline
-from ..readiness import ready
 from ..resources import Ref
 from ..times import human, parse_time
 from ..traffic import get_router
@@ -37,6 +36,7 @@ from .steps import action_context, action_of, apply, refusal
 from .undo import holdings, revert
 
 VERIFY_RECHECK = 10.0  # seconds between looks at failing verification checks
+EXAMPLES_RECHECK = 2.0  # seconds between looks for the examples' outcome on the fixed model
 READY_RECHECK = 5.0  # seconds between looks at a workload coming back
 READY_TIMEOUT = timedelta(minutes=10)
 
@@ -139,7 +139,9 @@ def workloads_ready(ctx: IncidentContext) -> bool:
     for entry in ctx.entries.values():
         kind, _, name = entry["target"].partition("/")
         ref = Ref(kind, ctx.namespace, name)
-        if kind in ("Deployment", "StatefulSet") and ref not in refs:
+        # Every kind of workload, by its adapter (an InferenceService's Ready condition, a
+        # LeaderWorkerSet's groups); entries on other objects (a router) have none.
+        if kind in workloads.ADAPTERS and ref not in refs:
             refs.append(ref)
     waiting: list[str] = []
     for ref in refs:
@@ -150,7 +152,7 @@ def workloads_ready(ctx: IncidentContext) -> bool:
             continue
         if obj is None:
             continue  # deleted: nothing will become ready there (what it held elsewhere is undone)
-        ok, words = ready(obj)
+        ok, words = workloads.adapter(ref.kind).ready({**obj, "kind": ref.kind})
         if not ok:
             waiting.append(words)
     if not waiting:
@@ -183,20 +185,34 @@ def workloads_ready(ctx: IncidentContext) -> bool:
 
 
 def verified(ctx: IncidentContext) -> bool:
-    """Whether monitoring shows recovery for the policy's verification window."""
+    """Whether monitoring shows recovery for the policy's verification window, and, with
+    `resolution.verification.examples: true`, whether the incident's examples pass on the
+    fixed model (sent off the pass by the scheduler; here only the recorded outcome is read)."""
     verification = (ctx.policy_spec.get("resolution") or {}).get("verification") or {}
+    ok, reason, words = _promql_verified(ctx, verification)
+    if ok and verification.get("examples") is True:
+        ok, reason, words = _examples_verified(ctx, words)
+    if reason == "NoChecks" and ok:
+        ctx.condition("Verified", True, "NoChecks", words)
+        return True
+    ctx.condition("Verified", ok, reason, words)
+    if not ok:
+        ctx.requeue_after(EXAMPLES_RECHECK if reason == "ExamplesPending" else VERIFY_RECHECK)
+    timeline = ctx.status.get("timeline") or []
+    if not ok and (not timeline or timeline[-1]["type"] != "VerificationPending"):
+        add_timeline(ctx.status, "VerificationPending", words, ctx.now)
+    return ok
+
+
+def _promql_verified(ctx: IncidentContext, verification: dict) -> tuple[bool, str, str]:
+    """(ok, reason, words) of the policy's PromQL checks."""
     checks = verification.get("checks") or []
     if not checks:
-        ctx.condition("Verified", True, "NoChecks", "the policy has no verification checks")
-        return True
+        return True, "NoChecks", "the policy has no verification checks"
     evidence_url = (ctx.policy_spec.get("evidence") or {}).get("prometheusURL")
     url = verification.get("prometheusURL") or evidence_url
     if not url:
-        ctx.condition(
-            "Verified", False, "NoPrometheus", "set resolution.verification.prometheusURL"
-        )
-        ctx.requeue_after(VERIFY_RECHECK)
-        return False
+        return False, "NoPrometheus", "set resolution.verification.prometheusURL"
     window = duration_or(verification.get("window"), timedelta(minutes=5))
     check = ctx.world.verify
     if check is None:
@@ -205,13 +221,25 @@ def verified(ctx: IncidentContext) -> bool:
         # The real checks call out: the policy's kind says whose URL rules apply (egress).
         check = functools.partial(verify, namespaced=egress.is_namespaced(ctx.policy))
     ok, words = check(checks, url, window, ctx.now)
-    ctx.condition("Verified", ok, "ChecksPassed" if ok else "ChecksFailing", words)
-    if not ok:
-        ctx.requeue_after(VERIFY_RECHECK)
-    timeline = ctx.status.get("timeline") or []
-    if not ok and (not timeline or timeline[-1]["type"] != "VerificationPending"):
-        add_timeline(ctx.status, "VerificationPending", words, ctx.now)
-    return ok
+    return ok, "ChecksPassed" if ok else "ChecksFailing", words
+
+
+def _examples_verified(ctx: IncidentContext, promql_words: str) -> tuple[bool, str, str]:
+    """(ok, reason, words) of the examples on the fixed model, as recorded in
+    status.reproduction.fix; asks for a (new) run when there is none that is fresh."""
+    from ..resolution.verify import examples_verdict
+
+    record = ctx.status.get("reproduction") or {}
+    has_reproduction = isinstance(ctx.policy_spec.get("reproduction"), dict)
+    stepping = ctx.status.get("undoStep") is not None
+    ok, reason, words, ask = examples_verdict(
+        record.get("fix"), has_reproduction, ctx.now, stepping
+    )
+    if ask:
+        ctx.status["reproduction"] = {**record, "fix": {"requestedAt": now_iso(ctx.now)}}
+    if ok:
+        return True, "ChecksPassed", f"{promql_words}; {words}"
+    return False, reason, words
 
 
 def _splits(ctx: IncidentContext, entry: dict) -> bool:

@@ -3,9 +3,10 @@
 Synchronous, as the Kubernetes client is: `intake.server` runs `deliver` with
 `asyncio.to_thread`. A group lands in the first open incident of its key (names
 from `mapping.nth_name`), is created there when there is none, and is written in
-one request with the resourceVersion it was read at, so that concurrent
-deliveries (two requests, two replicas) never lose an alert: on a conflict it
-reads again and retries. A redelivery that changes nothing writes nothing.
+one request that holds only if the spec is still at the generation it was read at,
+so that concurrent deliveries (two requests, two replicas) never lose an alert: on
+a conflict it reads again and retries. Deliveries of one key in this process take
+turns (`_key_lock`), so they do not conflict with each other at all. A redelivery that changes nothing writes nothing.
 Resolved incidents of the key keep the alert instances they already hold (a late
 resend does not open a new incident); the others go on to the next name.
 
@@ -273,6 +274,15 @@ def _admit(group: Group, admission: Admission) -> None:
         raise Limited(wait)
 
 
+_KEY_LOCKS = tuple(threading.Lock() for _ in range(64))
+
+
+def _key_lock(namespace: str, name: str) -> threading.Lock:
+    """The lock of a group's key: one delivery of a key at a time in this process (a flood
+    of one alert group would otherwise read the same version and conflict in turn)."""
+    return _KEY_LOCKS[hash((namespace, name)) % len(_KEY_LOCKS)]
+
+
 def _retrying(attempt: Callable[[], T]) -> T:
     """ATTEMPT again (read, then write) while it conflicts; jittered backoff: replicas interleave."""
     try:
@@ -292,16 +302,39 @@ def is_open(incident: dict[str, Any]) -> bool:
 
 
 def _write(ref: Ref, current: dict[str, Any], alerts: list[dict], more: int | None = None) -> None:
-    """Replace spec.alerts (and the overflow record's count MORE), only if the incident is
-    still at the version we read."""
-    meta: dict[str, Any] = {"resourceVersion": current["metadata"]["resourceVersion"]}
+    """Replace spec.alerts (and the overflow record's count MORE), only if no one changed
+    the spec (or the count) since we read it.
+
+    The precondition is the spec's generation, not the resourceVersion: the operator's own
+    status and annotation writes after every change move the resourceVersion, and on a busy
+    incident a resourceVersion precondition would conflict with them until the deadline."""
+    meta = current["metadata"]
+    operations: list[dict[str, Any]] = [
+        {"op": "test", "path": "/metadata/generation", "value": meta.get("generation", 1)},
+        {"op": "add", "path": "/spec/alerts", "value": alerts},
+    ]
     if more is not None:
-        meta["annotations"] = {mapping.MORE_ANNOTATION: str(more)}
-    body = {"metadata": meta, "spec": {"alerts": alerts}}
+        annotations = meta.get("annotations")
+        held = (annotations or {}).get(mapping.MORE_ANNOTATION)
+        if annotations is None:
+            operations.append(
+                {"op": "add", "path": "/metadata/annotations",
+                 "value": {mapping.MORE_ANNOTATION: str(more)}}
+            )  # fmt: skip
+        else:
+            path = "/metadata/annotations/" + _pointer(mapping.MORE_ANNOTATION)
+            if held is not None:  # annotations are not in the generation: test the count itself
+                operations.append({"op": "test", "path": path, "value": held})
+            operations.append({"op": "add", "path": path, "value": str(more)})
     try:
-        kube.patch(ref, body)  # a Conflict when it changed since we read it: read again
+        kube.json_patch(ref, operations)  # a Conflict when it changed since we read it: read again
     except NotFound as err:  # deleted since we read it: read again, as for a change
         raise Conflict(err.status, err.message, err.reason) from None
+
+
+def _pointer(key: str) -> str:
+    """KEY as one JSON Pointer token (RFC 6901)."""
+    return key.replace("~", "~0").replace("/", "~1")
 
 
 def _into_named(group: Group) -> Delivery | str | None:
@@ -335,6 +368,11 @@ def _more(current: dict[str, Any], alerts: list[dict], items: list[dict]) -> int
 
 
 def _fold(group: Group, payload: Payload, admission: Admission | None = None) -> Delivery:
+    with _key_lock(group.key.namespace, group.name):
+        return _fold_locked(group, payload, admission)
+
+
+def _fold_locked(group: Group, payload: Payload, admission: Admission | None) -> Delivery:
     namespace = group.key.namespace
     items = group.items()
     wrote, last = False, group.name

@@ -31,7 +31,7 @@ from ..errors import APIError, Forbidden, NotFound
 from ..fieldpath import get, put
 from ..policy import selector_string
 from ..times import human, iso, parse_time
-from . import cron, history, hypotheses, own_writes, prometheus
+from . import cron, history, hypotheses, logs, own_writes, prometheus
 from .hypotheses import ConfigChange, Facts, MetricFact, PipelineRun, Replicas, Rollout
 from .store import write_owned_configmap
 
@@ -57,6 +57,7 @@ SECTIONS = (
     ("configmaps.md", "ConfigMaps the targets mount or read env from, and when each changed"),
     ("metrics.md", "the policy's evidence queries over the lookback"),
     ("events.md", "recent Events of the targets, their ReplicaSets and pods"),
+    ("logs.md", "the last lines of the targets' Pods' logs (bounded per Pod and in all)"),
 )
 
 
@@ -173,6 +174,7 @@ def collect(
             lambda: _metrics_section(evidence_spec, facts, detected, lookback, now, namespaced),
         ),
         ("events.md", lambda: _events_section(wrapped, detected - lookback)),
+        ("logs.md", lambda: logs.logs_section(wrapped, now)),
     ]
     data: dict[str, str] = {}
     for key, build in builders:
@@ -184,7 +186,8 @@ def collect(
             data[key] = f"# {key}\n\n{message}\n"
     data["summary.md"] = _summary(
         incident, wrapped, detected, lookback, now, hypotheses.rank(facts, now), problems
-    )
+    ) + logs.traces_section(evidence_spec, [(t.kind, t.name) for t in wrapped], namespace,
+                            detected - lookback, now)  # fmt: skip
     ordered = {key: data[key] for key, _ in SECTIONS if key in data}
     return bound(ordered), facts
 

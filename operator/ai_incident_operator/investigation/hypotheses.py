@@ -12,6 +12,11 @@ The playbook's catalogue of AI incident causes, each scored from `Facts` that
 - UpstreamDependency: an upstream-errors query (`kind: UpstreamErrors`) above its threshold.
 - InfrastructureDegradation: replicas unavailable, pods not ready.
 
+A reproduction (`reproduce`) that fails on the current version and passes on the
+previous one makes the change between them the cause, with high confidence:
+PromptTemplateChange when a template changed and the image did not, else
+DeploymentChange.
+
 The operator's own writes are never a cause: its rollouts (a sidecar, safer config,
 their undo) are folded into the rollout people made before the facts are taken
 (`own_writes`), and a ConfigMap it wrote last is not a changed template.
@@ -113,6 +118,18 @@ class Replicas:
 
 
 @dataclass
+class Reproduction:
+    """The incident's examples sent to the current and the previous model version."""
+
+    failing: int  # examples that fail on the current version
+    passing_before: int  # of those, how many pass on the previous version
+    total: int
+    # Whether the evidence shows a changed template / image; None: from the other facts.
+    template_changed: bool | None = None
+    image_changed: bool | None = None
+
+
+@dataclass
 class Facts:
     detected_at: datetime
     rollouts: list[Rollout] = field(default_factory=list)
@@ -120,6 +137,7 @@ class Facts:
     configmaps: list[ConfigChange] = field(default_factory=list)
     metrics: list[MetricFact] = field(default_factory=list)
     replicas: list[Replicas] = field(default_factory=list)
+    reproduction: Reproduction | None = None
 
 
 def rank(facts: Facts, now: datetime | None = None) -> list[dict[str, Any]]:
@@ -138,6 +156,40 @@ def rank(facts: Facts, now: datetime | None = None) -> list[dict[str, Any]]:
         }
         for conf, cause, lines in found
     ]
+
+
+def with_reproduction(
+    hypotheses: list[dict[str, Any]], reproduction: Reproduction, detected_at: datetime
+) -> list[dict[str, Any]]:
+    """HYPOTHESES (status.hypotheses[]) with what a reproduction says: the cause it points at
+    raised to REPRODUCED (if lower), its line first, the evidence's lines kept after."""
+    cause = _regression_cause(Facts(detected_at=detected_at, reproduction=reproduction))
+    if not cause:
+        return hypotheses
+    line = _reproduced_line(Facts(detected_at=detected_at, reproduction=reproduction))
+    out = [dict(h) for h in hypotheses]
+    found = next((h for h in out if h.get("cause") == cause), None)
+    if found is None:
+        found = {"cause": cause, "confidence": 0.0, "evidence": []}
+        out.append(found)
+    kept = [e for e in found.get("evidence") or [] if not e.startswith("reproduced: ")]
+    found["evidence"] = [line, *kept][:EVIDENCE_LINES]
+    found["confidence"] = max(found.get("confidence") or 0.0, REPRODUCED)
+    return sorted(out, key=lambda h: (-h["confidence"], ORDER.index(h["cause"])
+                                      if h["cause"] in ORDER else len(ORDER)))  # fmt: skip
+
+
+def changed_in(hypotheses: list[dict[str, Any]]) -> tuple[bool, bool]:
+    """(a template changed, the image or model version changed), as the ranked evidence says."""
+    template = image = False
+    for h in hypotheses:
+        lines = [e for e in h.get("evidence") or [] if not e.startswith("reproduced: ")]
+        if h.get("cause") == "PromptTemplateChange":
+            template = template or any(" changed" in e and "ConfigMap" in e for e in lines)
+        if h.get("cause") == "DeploymentChange":
+            image = image or any("image changed" in e or "model version changed" in e
+                                 for e in lines)  # fmt: skip
+    return template, image
 
 
 def root_cause_identified(
@@ -193,8 +245,42 @@ def _ago(detected: datetime, when: datetime) -> str:
     return f"{human(detected - when)} before detection"
 
 
+REPRODUCED = 0.9  # fails on the current version, passes on the previous: a regression
+
+
+def _regression_cause(facts: Facts) -> str:
+    """Which change a reproduced regression points at ('' if none was reproduced)."""
+    r = facts.reproduction
+    if r is None or r.failing <= 0 or r.passing_before <= 0:
+        return ""
+    template = r.template_changed
+    if template is None:
+        template = any(not c.missing and c.changed_at is not None and c.manager != OWN_MANAGER
+                       and _closeness(facts.detected_at, c.changed_at) is not None
+                       for c in facts.configmaps)  # fmt: skip
+    image = r.image_changed
+    if image is None:
+        image = any(
+            (x.previous_images and x.images != x.previous_images)
+            or (x.previous_model_version and x.model_version != x.previous_model_version)
+            for x in facts.rollouts
+        )
+    return "PromptTemplateChange" if template and not image else "DeploymentChange"
+
+
+def _reproduced_line(facts: Facts) -> str:
+    r = facts.reproduction
+    assert r is not None
+    return (
+        f"reproduced: {r.failing} of {r.total} examples fail on the current version and "
+        f"{r.passing_before} of them pass on the previous version"
+    )
+
+
 def _deployment_change(facts: Facts) -> tuple[float, list[str]]:
     best, lines = 0.0, []
+    if _regression_cause(facts) == "DeploymentChange":
+        best, lines = REPRODUCED, [_reproduced_line(facts)]
     for r in facts.rollouts:
         close = _closeness(facts.detected_at, r.time)
         if close is None:
@@ -229,6 +315,8 @@ def _deployment_change(facts: Facts) -> tuple[float, list[str]]:
 
 def _prompt_template_change(facts: Facts) -> tuple[float, list[str]]:
     best, lines = 0.0, []
+    if _regression_cause(facts) == "PromptTemplateChange":
+        best, lines = REPRODUCED, [_reproduced_line(facts)]
     for c in facts.configmaps:
         if c.missing:
             best = max(best, 0.5)

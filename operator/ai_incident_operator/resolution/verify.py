@@ -7,6 +7,11 @@ query over the last `window`; every sample of every series must lie within
 `verify` asks Prometheus and returns (ok, message); `evaluate` is its pure core.
 The engine calls `verify` before undoing mitigations and between traffic steps;
 a False result keeps the incident `Resolving` with the message as the reason.
+
+With `resolution.verification.examples: true` the incident's examples must also pass
+on the fixed model: the scheduler sends them (`investigation.refresh`, off the pass)
+when `status.reproduction.fix.requestedAt` asks, and records the outcome beside it;
+`examples_verdict` (pure) reads that record and says when to ask again.
 """
 
 from __future__ import annotations
@@ -19,9 +24,12 @@ from typing import Any
 from .. import egress
 from ..investigation import prometheus
 from ..investigation.prometheus import PrometheusError, Series
-from ..times import human, iso
+from ..times import human, iso, parse_time
 
 MIN_WINDOW = timedelta(seconds=1)
+FIX_RECHECK = timedelta(seconds=20)  # a failing fix is tried again this long after
+FIX_FRESH = timedelta(minutes=10)  # a passing outcome older than this is asked again
+FIX_STALE = timedelta(minutes=5)  # a request unanswered this long is asked again
 
 
 @dataclass
@@ -76,6 +84,55 @@ def verify(
             continue
         results.append(evaluate(check, series, start, now, step))
     return summarise(results, window)
+
+
+def examples_verdict(
+    fix: dict[str, Any] | None, has_reproduction: bool, now: datetime, stepping: bool = False
+) -> tuple[bool, str, str, bool]:
+    """(ok, reason, words, ask again) from `status.reproduction.fix` (pure).
+
+    STEPPING: traffic is coming back in steps; a pass then holds until the steps end (an
+    old outcome asked again would send users back to the fallback meanwhile).
+    """
+    if not has_reproduction:
+        return (
+            False,
+            "ExamplesNoReproduction",
+            (
+                "resolution.verification.examples is true but the policy has no reproduction "
+                "(endpoints.current): add it, or set examples: false"
+            ),
+            False,
+        )
+    fix = fix or {}
+    requested = parse_time(fix.get("requestedAt"))
+    at = parse_time(fix.get("at"))
+    if requested is None:
+        return False, "ExamplesPending", "sending the examples to the fixed model", True
+    if at is None:
+        stale = now - requested > FIX_STALE
+        return (
+            False,
+            "ExamplesPending",
+            (f"waiting for the examples' outcome on the fixed model (asked at {iso(requested)})"),
+            stale,
+        )
+    message = str(fix.get("message") or "")
+    if fix.get("passed") is True:
+        if now - at > FIX_FRESH and not stepping:
+            return (
+                False,
+                "ExamplesPending",
+                "the examples' outcome is old: sending them again",
+                True,
+            )
+        return True, "ExamplesPassed", message or "the examples pass on the fixed model", False
+    return (
+        False,
+        "ExamplesFailing",
+        (f"{message or 'the examples do not pass on the fixed model'} (checked at {iso(at)})"),
+        now - at >= FIX_RECHECK,
+    )
 
 
 def summarise(results: list[CheckResult], window: timedelta) -> tuple[bool, str]:

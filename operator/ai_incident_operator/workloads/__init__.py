@@ -41,6 +41,36 @@ def adapter(kind: str | None) -> Workload:
         ) from None
 
 
+# The short names kubectl knows each kind by (the built-ins' and the CRDs' shortNames).
+SHORT_NAMES = {
+    "Deployment": "deploy", "StatefulSet": "sts", "Rollout": "ro", "LeaderWorkerSet": "lws",
+    "InferenceService": "isvc", "LLMInferenceService": "llmisvc",
+}  # fmt: skip
+
+
+def parse_target(value: str) -> tuple[str, str]:
+    """(kind, name) of VALUE as kubectl users write it: `NAME` (a Deployment),
+    `KIND/NAME` with KIND a kind, its singular or plural (any case), its short name
+    (`isvc/x`), optionally with its API group (`deployments.apps/x`). Raises
+    UnknownKind for a kind that is not a workload the operator can target."""
+    from ..resources import KINDS as API_KINDS
+
+    word, slash, name = value.partition("/")
+    if not slash:
+        return DEFAULT_KIND, value
+    wanted = word.lower()
+    for kind in KINDS:
+        typed = API_KINDS[kind]
+        names = {kind.lower(), typed.plural, typed.plural.removesuffix("s"), SHORT_NAMES[kind]}
+        with_group = {f"{n}.{typed.group}" for n in names if typed.group}
+        if wanted in names | with_group:
+            return kind, name
+    raise UnknownKind(
+        f"{word!r} is not a workload the operator can target; one of: "
+        + ", ".join(f"{k} ({SHORT_NAMES[k]})" for k in KINDS)
+    )
+
+
 def covered(
     api: Access, namespace: str, selector: str, kinds: list[str] | None = None
 ) -> list[Body]:
@@ -81,4 +111,5 @@ __all__ = [
     "Workload",
     "adapter",
     "as_pod",
+    "parse_target",
 ]

@@ -56,8 +56,10 @@ class Rollout(Workload):
             return False, f"{name}: its controller has not yet seen the latest change"
         wanted = replicas_wanted(obj)
         phase = status.get("phase")
-        if phase and phase != "Healthy" and wanted:
-            why = status.get("message") or "not Healthy"
+        # Paused (at a canary step) serves; Degraded does not, unless it is an abort
+        # (the operator's TrafficShift, or a person's): then the stable revision serves.
+        if phase == "Degraded" and wanted and status.get("abort") is not True:
+            why = status.get("message") or "Degraded"
             return False, f"{name}: phase {phase}: {why}"
         if wanted == 0:
             return True, f"{name}: 0 replicas wanted"
