@@ -188,12 +188,7 @@ class FakeCluster(Access):
             raise Conflict(409, f"the object {ref} has been modified", "Conflict")
         before_spec = copy.deepcopy(current.get("spec"))
         _merge(current, {k: v for k, v in body.items()})
-        if current.get("spec") != before_spec:
-            current["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
-        current["metadata"]["resourceVersion"] = str(next(self._rv))
-        self.objects[(ref.kind, ref.namespace, ref.name)] = current
-        self.writes.append(("patch", str(ref)))
-        return copy.deepcopy(current)
+        return self._patched(ref, current, before_spec)
 
     def json_patch(self, ref: Ref, operations: list[Body]) -> Body:
         """RFC 6902 `test`, `add`, `replace` and `remove` on object members (what the code uses)."""
@@ -216,6 +211,10 @@ class FakeCluster(Access):
                 node[last] = copy.deepcopy(op["value"])
             elif op["op"] == "remove":
                 del node[last]
+        return self._patched(ref, current, before_spec)
+
+    def _patched(self, ref: Ref, current: Body, before_spec: Any) -> Body:
+        """Store a patched CURRENT: a new generation if its spec changed, a new version."""
         if current.get("spec") != before_spec:
             current["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
         current["metadata"]["resourceVersion"] = str(next(self._rv))

@@ -134,17 +134,27 @@ def _call(
     if method in WRITES:
         # So that managedFields (and GitOps tools reading them) name the operator.
         query = [*(query or []), ("fieldManager", FIELD_MANAGER)]
+    headers = {"Accept": "application/json", "Content-Type": content_type}
+    data = _send(method, path, body, query or [], headers, TIMEOUT)
+    return json.loads(data) if data else None
+
+
+def _send(
+    method: str, path: str, body: Any, query: list, headers: dict[str, str],
+    timeout: tuple[float, float],
+) -> bytes:  # fmt: skip
+    """One request's answer as bytes; a typed `errors.APIError` on failure."""
     client = api_client()
     request = client.param_serialize(
         method=method,
         resource_path=path,
-        query_params=query or [],
-        header_params={"Accept": "application/json", "Content-Type": content_type},
+        query_params=query,
+        header_params=headers,
         body=body,
         auth_settings=["BearerToken"],
     )
     try:
-        response = client.call_api(*request, _request_timeout=TIMEOUT)
+        response = client.call_api(*request, _request_timeout=timeout)
         data = response.read()
     except ApiException as err:
         raise _typed(err) from None
@@ -152,7 +162,7 @@ def _call(
         raise Transient(0, f"the apiserver did not answer {method} {path}: {err}") from None
     if not 200 <= response.status < 300:
         raise _typed(ApiException(http_resp=response))
-    return json.loads(data) if data else None
+    return data or b""
 
 
 class Cluster(Access):
@@ -318,21 +328,8 @@ def pod_log(
     query = [("container", container), ("tailLines", str(tail_lines)),
              ("limitBytes", str(limit_bytes))]  # fmt: skip
     path = f"{KINDS['Pod'].path(namespace, pod)}/log"
-    client = api_client()
-    request = client.param_serialize(
-        method="GET", resource_path=path, query_params=query,
-        header_params={"Accept": "text/plain, */*"}, auth_settings=["BearerToken"],
-    )  # fmt: skip
-    try:
-        response = client.call_api(*request, _request_timeout=timeout)
-        data = response.read()
-    except ApiException as err:
-        raise _typed(err) from None
-    except _CONNECTION_ERRORS as err:
-        raise Transient(0, f"no answer for the log of {namespace}/{pod}: {err}") from None
-    if not 200 <= response.status < 300:
-        raise _typed(ApiException(http_resp=response))
-    return (data or b"")[:limit_bytes].decode(errors="replace")
+    data = _send("GET", path, None, query, {"Accept": "text/plain, */*"}, timeout)
+    return data[:limit_bytes].decode(errors="replace")
 
 
 WATCH_SECONDS = 300  # the server ends a watch after this long; the caller starts another

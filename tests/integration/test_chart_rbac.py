@@ -194,6 +194,13 @@ def test_default_values_grant_no_workload_writes():
     assert "may change no workload anywhere" in said and "rbac.writeNamespaces" in said
 
 
+def test_pod_logs_are_read_unless_switched_off():
+    """rbac.podLogs: the evidence's logs.md needs `get` on pods/log, and nothing else does."""
+    assert ("", "pods/log", "get") in rights(rendered())[None]
+    off = rights(rendered("--set", "rbac.podLogs=false"))
+    assert not any(r == "pods/log" for rules in off.values() for _, r, _ in rules)
+
+
 def test_notes_say_what_was_left_out_and_warn_of_cluster_wide_writes():
     said = notes(RELEASE, RELEASE_NS, *BASE, "--set", f"rbac.writeNamespaces={{team-a,{RELEASE_NS},payments}}",
                  "--set", "protectedNamespaces={payments}")  # fmt: skip

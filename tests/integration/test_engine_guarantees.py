@@ -11,10 +11,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import kubernetes
 import pytest
@@ -39,6 +43,8 @@ from kit import (
 )
 
 pytestmark = pytest.mark.integration
+READ = ["get", "list", "watch"]
+WRITE = [*READ, "update", "patch"]
 LABELS = {"app.kubernetes.io/part-of": "chat"}
 CHART = REPO / "charts" / "ai-incident-operator"
 # The identity the local control plane has a static token for (localcluster.SERVICE_ACCOUNTS).
@@ -167,19 +173,36 @@ def can_i(verb: str, resource: str, ns: str) -> bool:
     return result.stdout.strip() == "yes"
 
 
-def test_forbidden_action_fails_alone_then_applies_once_granted(
-    solo_namespace, local_cluster, tmp_path
-):
+@dataclass
+class ChartIdentity:
+    """The operator's ServiceAccount with the chart's cluster rules and, in NS, a Role
+    whose Deployment verbs a test sets (`deployments`)."""
+
+    kubeconfig: Path
+    namespace: str
+    name: str
+    ns_rules: list[dict]
+
+    def deployments(self, verbs: list[str]) -> None:
+        rules = deployment_verbs(self.ns_rules, verbs)
+        kubernetes.client.RbacAuthorizationV1Api().patch_namespaced_role(
+            self.name, self.namespace, {"rules": rules}
+        )
+
+
+@contextlib.contextmanager
+def chart_identity(
+    ns: str, local_cluster, tmp_path: Path, label: str, verbs: list[str]
+) -> Iterator[ChartIdentity]:
+    """Run as the chart's ServiceAccount, allowed VERBS on Deployments in NS; removed after."""
     if local_cluster is None:  # another cluster: a real ServiceAccount to ask a token for
         for kind, args in (("namespace", []), ("serviceaccount", ["-n", SA_NAMESPACE])):
             made = kubectl("create", kind, *args, SA_NAMESPACE if kind == "namespace" else SA_NAME,
                            "--dry-run=client", "-o", "json")  # fmt: skip
             kubectl("apply", "-f", "-", input=made.stdout)
     kubeconfig = sa_kubeconfig(local_cluster, SA_NAMESPACE, SA_NAME, tmp_path / "sa-kubeconfig")
-    ns = solo_namespace
-    assert not can_i("update", "deployments", ns), "something else already grants the right"
     cluster_rules, ns_rules = chart_rules(ns)
-    name = f"aiincident-engine-{ns}"
+    name = f"aiincident-{label}-{ns}"
     subjects = [{"kind": "ServiceAccount", "name": SA_NAME, "namespace": SA_NAMESPACE}]
     rbac = kubernetes.client.RbacAuthorizationV1Api()
     role_ref = {"apiGroup": "rbac.authorization.k8s.io", "name": name}
@@ -190,15 +213,30 @@ def test_forbidden_action_fails_alone_then_applies_once_granted(
              "subjects": subjects}
         )  # fmt: skip
         rbac.create_namespaced_role(
-            ns,
-            {"metadata": {"name": name},
-             "rules": deployment_verbs(ns_rules, ["get", "list", "watch"])},
-        )  # fmt: skip
+            ns, {"metadata": {"name": name}, "rules": deployment_verbs(ns_rules, verbs)}
+        )
         rbac.create_namespaced_role_binding(
             ns, {"metadata": {"name": name}, "roleRef": {**role_ref, "kind": "Role"},
                  "subjects": subjects},
         )  # fmt: skip
         wait_for(lambda: can_i("get", "deployments", ns), 10, "the Role to take effect")
+        yield ChartIdentity(kubeconfig, ns, name, ns_rules)
+    finally:
+        for delete in (rbac.delete_cluster_role_binding, rbac.delete_cluster_role):
+            try:
+                delete(name)
+            except kubernetes.client.ApiException as err:
+                if err.status != 404:
+                    raise
+
+
+def test_forbidden_action_fails_alone_then_applies_once_granted(
+    solo_namespace, local_cluster, tmp_path
+):
+    ns = solo_namespace
+    assert not can_i("update", "deployments", ns), "something else already grants the right"
+    with chart_identity(ns, local_cluster, tmp_path, "engine", READ) as identity:
+        kubeconfig = identity.kubeconfig
         assert not can_i("update", "deployments", ns) and not can_i("patch", "deployments", ns)
         assert can_i("update", "services", ns)
 
@@ -241,8 +279,7 @@ def test_forbidden_action_fails_alone_then_applies_once_granted(
             assert (mitigated["status"], mitigated["reason"]) == ("False", "ActionFailed")
             assert incident["status"]["phase"] == "Mitigating"
 
-            granted = deployment_verbs(ns_rules, ["get", "list", "watch", "update", "patch"])
-            rbac.patch_namespaced_role(name, ns, {"rules": granted})
+            identity.deployments(WRITE)
             wait_for(lambda: can_i("update", "deployments", ns), 10, "the grant to take effect")
             started = time.monotonic()
             incident = wait_for(
@@ -265,13 +302,6 @@ def test_forbidden_action_fails_alone_then_applies_once_granted(
             print(f"ScaleToZero applied {took:.1f}s after update was granted")
         finally:
             proc.stop()
-    finally:
-        for delete in (rbac.delete_cluster_role_binding, rbac.delete_cluster_role):
-            try:
-                delete(name)
-            except kubernetes.client.ApiException as err:
-                if err.status != 404:
-                    raise
 
 
 # --- 2. Killed after the first change; resolved or deleted while down ----------------------
@@ -434,9 +464,6 @@ def test_ledger_annotation_removed_mid_incident_still_restores_exactly(namespace
 
 # --- The failure and retry path of undo (issue 12, item 17) --------------------
 
-READ = ["get", "list", "watch"]
-WRITE = [*READ, "update", "patch"]
-
 
 def _undo_failed(ns: str, name: str) -> dict | None:
     incident = get_incident(ns, name)
@@ -447,31 +474,9 @@ def _undo_failed(ns: str, name: str) -> dict | None:
 def test_undo_refused_is_undo_failed_then_retried_until_granted(
     solo_namespace, local_cluster, tmp_path
 ):
-    if local_cluster is None:  # another cluster: a real ServiceAccount to ask a token for
-        for kind, args in (("namespace", []), ("serviceaccount", ["-n", SA_NAMESPACE])):
-            made = kubectl("create", kind, *args, SA_NAMESPACE if kind == "namespace" else SA_NAME,
-                           "--dry-run=client", "-o", "json")  # fmt: skip
-            kubectl("apply", "-f", "-", input=made.stdout)
-    kubeconfig = sa_kubeconfig(local_cluster, SA_NAMESPACE, SA_NAME, tmp_path / "sa-kubeconfig")
     ns = solo_namespace
-    cluster_rules, ns_rules = chart_rules(ns)
-    name = f"aiincident-undo-{ns}"
-    subjects = [{"kind": "ServiceAccount", "name": SA_NAME, "namespace": SA_NAMESPACE}]
-    rbac = kubernetes.client.RbacAuthorizationV1Api()
-    role_ref = {"apiGroup": "rbac.authorization.k8s.io", "name": name}
-    rbac.create_cluster_role({"metadata": {"name": name}, "rules": cluster_rules})
-    try:
-        rbac.create_cluster_role_binding(
-            {"metadata": {"name": name}, "roleRef": {**role_ref, "kind": "ClusterRole"},
-             "subjects": subjects}
-        )  # fmt: skip
-        rbac.create_namespaced_role(
-            ns, {"metadata": {"name": name}, "rules": deployment_verbs(ns_rules, WRITE)}
-        )
-        rbac.create_namespaced_role_binding(
-            ns, {"metadata": {"name": name}, "roleRef": {**role_ref, "kind": "Role"},
-                 "subjects": subjects},
-        )  # fmt: skip
+    with chart_identity(ns, local_cluster, tmp_path, "undo", WRITE) as identity:
+        kubeconfig = identity.kubeconfig
         wait_for(lambda: can_i("update", "deployments", ns), 10, "the Role to take effect")
 
         setup_model(ns, policy(SHIFT, SCALE))
@@ -492,7 +497,7 @@ def test_undo_refused_is_undo_failed_then_retried_until_granted(
             assert replicas(ns) == 0 and selector(ns) == {"app": "chat-fallback"}
 
             # The right to write Deployments goes; then a person resolves.
-            rbac.patch_namespaced_role(name, ns, {"rules": deployment_verbs(ns_rules, READ)})
+            identity.deployments(READ)
             wait_for(lambda: not can_i("update", "deployments", ns), 10, "the revoke")
             resolve(ns, "stuck")
             incident = wait_for(lambda: _undo_failed(ns, "stuck"), 30,
@@ -514,7 +519,7 @@ def test_undo_refused_is_undo_failed_then_retried_until_granted(
             assert _undo_failed(ns, "stuck") is not None and replicas(ns) == 0
             assert selector(ns) == {"app": "chat-fallback"}
 
-            rbac.patch_namespaced_role(name, ns, {"rules": deployment_verbs(ns_rules, WRITE)})
+            identity.deployments(WRITE)
             wait_for(lambda: can_i("update", "deployments", ns), 10, "the grant")
             incident = phase_is(ns, "stuck", "Resolved", timeout=90)  # backoff is capped at 60 s
             assert states(incident) == {
@@ -527,10 +532,3 @@ def test_undo_refused_is_undo_failed_then_retried_until_granted(
             assert types.index("Resolving") < types.index("MitigationReverted")
         finally:
             proc.stop()
-    finally:
-        for delete in (rbac.delete_cluster_role_binding, rbac.delete_cluster_role):
-            try:
-                delete(name)
-            except kubernetes.client.ApiException as err:
-                if err.status != 404:
-                    raise

@@ -47,10 +47,12 @@ the writes to workloads only where the operator may change something (the chart 
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list]
+{{- if ne ((.Values.rbac).podLogs) false }}
 # Evidence (logs.md): the last lines of the targets' Pods' logs, bounded (get only).
 - apiGroups: [""]
   resources: [pods/log]
   verbs: [get]
+{{- end }}
 - apiGroups: [batch]
   resources: [jobs, cronjobs]
   verbs: [get, list]
