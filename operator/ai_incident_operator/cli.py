@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from .intake.server import Intake
 
 # Modules that add sub-commands: each has `add_commands(subparsers)`.
-COMMAND_MODULES: tuple[str, ...] = ("validation", "reports", "evals")
+COMMAND_MODULES: tuple[str, ...] = ("validation", "reports", "evals", "regulatory_report")
 
 
 def _run(args: argparse.Namespace) -> int:

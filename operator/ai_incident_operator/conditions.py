@@ -26,6 +26,9 @@ INCIDENT_CONDITION_TYPES = (
 # Set only on incidents whose policy has a `reproduction` (so not among the initial ones):
 # whether the incident's examples fail on the serving model (investigation.reproduce).
 REPRODUCED = "Reproduced"
+# Set once a person acknowledges the incident (`spec.acknowledged`, `aiincident ack`):
+# who has it; the escalation ladder's `unless: Acknowledged` reads it (engine.acknowledge).
+ACKNOWLEDGED = "Acknowledged"
 
 Condition = dict[str, Any]
 

@@ -3,8 +3,14 @@
 Webhook counters (fed by `intake.server`); and, fed by a kopf watch on AIIncidents
 registered here (`cli._run` imports this module): incidents by namespace, phase and
 severity, mitigation entries by action and state, and histograms of the seconds
-from detection to mitigation and from mitigation to resolution. The gauges are
-computed at scrape time from the last state of each incident seen on the watch.
+from detection to mitigation and from mitigation to resolution. The response
+histograms (`aiincident_time_to_{triage,acknowledge,mitigate,resolve,close}_seconds`)
+time each step from detection, labelled by namespace, severity (1-3, none) and category
+(the CRD's enum; anything else counts as Other), so the series stay bounded: MTTA, MTTM,
+MTTR (deploy/prometheus/ai-incident-response-rules.yaml, the Grafana dashboard). The
+acknowledgement is `spec.acknowledged.at`, else the `Acknowledged` condition's
+lastTransitionTime. The gauges are computed at scrape time from the last state of each
+incident seen on the watch.
 """
 
 from __future__ import annotations
@@ -78,6 +84,40 @@ MITIGATE_TO_RESOLVE = Histogram(
 )
 
 
+# From detection to each step of the response; days-long tails (a review) included.
+RESPONSE_BUCKETS = (
+    10, 30, _MINUTE, 5 * _MINUTE, 15 * _MINUTE, 30 * _MINUTE, _HOUR, 4 * _HOUR, 12 * _HOUR,
+    24 * _HOUR, 3 * 24 * _HOUR, 7 * 24 * _HOUR, 30 * 24 * _HOUR,
+)  # fmt: skip
+RESPONSE_LABELS = ("namespace", "severity", "category")
+CATEGORIES = frozenset({"HarmfulOutput", "AccuracyDegradation", "DataLeak", "BiasViolation",
+                        "OutOfScopeUse", "ModelFailure", "CostAnomaly", "Other"})  # fmt: skip
+STEPS = ("triage", "acknowledge", "mitigate", "resolve", "close")
+RESPONSE = {
+    step: Histogram(
+        f"aiincident_time_to_{step}_seconds",
+        f"Seconds from an incident's detection to its {step} step (status.detectedAt -> "
+        f"{'spec.acknowledged.at or the Acknowledged condition' if step == 'acknowledge' else 'the phase time'}), "
+        "by namespace, severity and category",
+        RESPONSE_LABELS,
+        buckets=RESPONSE_BUCKETS,
+    )
+    for step in STEPS
+}  # fmt: skip
+
+
+def acknowledged_at(body: dict[str, Any]) -> str | None:
+    """When the incident was acknowledged: spec.acknowledged.at, else when the Acknowledged
+    condition turned True; None when it was not."""
+    acknowledged = (body.get("spec") or {}).get("acknowledged")
+    if isinstance(acknowledged, dict) and acknowledged.get("at"):
+        return str(acknowledged["at"])
+    for condition in (body.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Acknowledged" and condition.get("status") == "True":
+            return condition.get("lastTransitionTime")
+    return None
+
+
 @dataclass(frozen=True)
 class Seen:
     """What the metrics need of one incident."""
@@ -88,11 +128,15 @@ class Seen:
     detected_at: str | None
     mitigated_at: str | None
     resolved_at: str | None
+    category: str = "Other"
+    # The end of each response step (STEPS), when it happened.
+    steps: tuple[str | None, ...] = (None,) * len(STEPS)
 
     @classmethod
     def of(cls, body: dict[str, Any]) -> Seen:
         status = body.get("status") or {}
         severity = status.get("severity")
+        category = (body.get("spec") or {}).get("category")
         return cls(
             phase=status.get("phase") or "Detected",
             severity=str(severity) if severity else "none",
@@ -103,10 +147,15 @@ class Seen:
             detected_at=status.get("detectedAt"),
             mitigated_at=status.get("mitigatedAt"),
             resolved_at=status.get("resolvedAt"),
-        )
+            category=category if category in CATEGORIES else "Other",
+            steps=(
+                status.get("triagedAt"), acknowledged_at(body), status.get("mitigatedAt"),
+                status.get("resolvedAt"), status.get("closedAt"),
+            ),
+        )  # fmt: skip
 
 
-def _observe(histogram: Histogram, start: str | None, end: str | None) -> None:
+def _observe(histogram: Any, start: str | None, end: str | None) -> None:
     try:
         a = datetime.fromisoformat(str(start).replace("Z", "+00:00"))
         b = datetime.fromisoformat(str(end).replace("Z", "+00:00"))
@@ -137,6 +186,12 @@ class Incidents(Collector):
             _observe(DETECT_TO_MITIGATE, now.detected_at, now.mitigated_at)
         if now.resolved_at and now.mitigated_at and not (before and before.resolved_at):
             _observe(MITIGATE_TO_RESOLVE, now.mitigated_at, now.resolved_at)
+        if not now.detected_at:
+            return
+        labels = {"namespace": key[0], "severity": now.severity, "category": now.category}
+        for index, step in enumerate(STEPS):
+            if now.steps[index] and not (before and before.steps[index]):
+                _observe(RESPONSE[step].labels(**labels), now.detected_at, now.steps[index])
 
     def collect(self) -> Iterator[Metric]:
         incidents = GaugeMetricFamily(

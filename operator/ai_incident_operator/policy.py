@@ -66,6 +66,9 @@ def validate(spec: dict[str, Any]) -> list[str]:
                 continue
             for problem in actions.get(kind).validate(action, spec):
                 problems.append(f"responses[{i}].actions[{j}] ({kind}): {problem}")
+    from .engine.escalation import problems as escalation_problems  # it imports this module
+
+    problems += escalation_problems(spec)
     for path, value in _durations(spec):
         try:
             parse_duration(value)

@@ -3,9 +3,10 @@
 `add_commands` (listed in `cli.COMMAND_MODULES`) adds them to `aiincident`. `report`
 files the playbook's user reports, internal discoveries and external reports as
 AIIncidents; `list` and `describe` print what `kubectl get` and `describe` do not
-(the mitigations, the conditions with their reasons, the timeline); `approve` and
-`resolve` set `spec.approved` and `spec.resolution`. All go through `kube`; every
-failure is one line on stderr and exit status 1, as kubectl does.
+(the mitigations, the conditions with their reasons, the timeline); `approve`,
+`resolve` and `ack` set `spec.approved`, `spec.resolution` and `spec.acknowledged`.
+All go through `kube`; every failure is one line on stderr and exit status 1, as
+kubectl does.
 """
 
 from __future__ import annotations
@@ -99,6 +100,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     approve.set_defaults(func=_command(_approve))
 
+    ack = _parser(subparsers, "ack", "acknowledge an incident: you have it; its pages stop")
+    ack.add_argument("name")
+    ack.add_argument("-n", "--namespace", help="default: the kubeconfig's namespace")
+    ack.add_argument(
+        "--by", metavar="WHO", help="who acknowledges (default: the kubeconfig's user)"
+    )
+    ack.set_defaults(func=_command(_ack))
+
     resolve = _parser(
         subparsers, "resolve", "resolve an incident: the operator undoes its mitigations"
     )
@@ -118,6 +127,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     review_cmd = _parser(subparsers, "review", "print an incident's post-incident review document")
     review_cmd.add_argument("name")
     review_cmd.add_argument("-n", "--namespace", help="default: the kubeconfig's namespace")
+    review_cmd.add_argument(
+        "--file-action-items",
+        action="store_true",
+        help="file each open action item as an issue with the policy's Ticket tracker "
+        "(once each; the URLs go to status.tickets)",
+    )
     review_cmd.set_defaults(func=_command(_review))
 
 
@@ -401,6 +416,10 @@ def describe(incident: dict[str, Any]) -> str:
     if "approved" in spec or status.get("phase") == "AwaitingApproval":
         by = f" (by {spec['approvedBy']})" if spec.get("approvedBy") else ""
         field("Approved", f"yes{by}" if spec.get("approved") else "no (aiincident approve)")
+    if spec.get("acknowledged"):
+        ack = spec["acknowledged"]
+        at = f" at {ack['at']}" if ack.get("at") else ""
+        field("Acknowledged", f"by {ack.get('by') or '?'}{at}")
     field(
         "Created",
         f"{meta.get('creationTimestamp', '?')} ({age(meta.get('creationTimestamp'))} ago)",
@@ -534,6 +553,19 @@ def _approve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ack(args: argparse.Namespace) -> int:
+    incident = _get(args.namespace, args.name)
+    who = args.by or kube.current_user()
+    at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Kept in spec; the operator sets Acknowledged and tells PagerDuty / Opsgenie.
+    kube.patch(Ref("AIIncident", args.namespace, args.name),
+               {"spec": {"acknowledged": {"by": who, "at": at}}})  # fmt: skip
+    earlier = (incident.get("spec") or {}).get("acknowledged") or {}
+    note = f" (it was acknowledged by {earlier.get('by') or 'someone'} before)" if earlier else ""
+    print(f"aiincident {args.namespace}/{args.name} acknowledged by {who}{note}")
+    return 0
+
+
 def _resolve(args: argparse.Namespace) -> int:
     _get(args.namespace, args.name)
     resolution: dict[str, Any] = {"requested": True}
@@ -556,6 +588,14 @@ def _resolve(args: argparse.Namespace) -> int:
 
 def _review(args: argparse.Namespace) -> int:
     incident = _get(args.namespace, args.name)
+    if getattr(args, "file_action_items", False):
+        from .actions import ticket
+
+        try:
+            for line in ticket.file_for_review(kube.cluster(), incident):
+                print(line, file=sys.stderr)  # stdout stays the review document
+        except ticket.PageError as err:
+            raise Failure(str(err)) from None
     ref = (incident.get("status") or {}).get("reviewRef")
     if not ref:
         phase = (incident.get("status") or {}).get("phase") or "Pending"

@@ -233,8 +233,9 @@ def _impact(spec: dict, status: dict, now: datetime) -> list[str]:
         out.append(f"- segments: {', '.join(map(str, scope['segments']))}")
     if scope.get("worsening") is not None:
         out.append(f"- worsening when reported: {'yes' if scope['worsening'] else 'no'}")
-    regulatory = "yes" if spec.get("regulatoryExposure") else "no"
-    if spec.get("regulatoryExposure") and status.get("regulatoryReportDueBy"):
+    exposed = spec.get("regulatoryExposure") or spec.get("regulatory")  # either says so
+    regulatory = "yes" if exposed else "no"
+    if exposed and status.get("regulatoryReportDueBy"):
         regulatory += f"; report due by {status['regulatoryReportDueBy']}"
     out.append(f"- regulatory exposure: {regulatory}")
     alerts = spec.get("alerts") or []

@@ -63,7 +63,8 @@ def rule_matches(when: dict[str, Any], spec: dict[str, Any]) -> list[str] | None
             return None
         said.append("worsening" if when["worsening"] else "not worsening")
     if "regulatoryExposure" in when:
-        if bool(spec.get("regulatoryExposure")) != when["regulatoryExposure"]:
+        exposed = bool(spec.get("regulatoryExposure") or spec.get("regulatory"))  # either says so
+        if exposed != when["regulatoryExposure"]:
             return None
         said.append(
             "regulatory exposure" if when["regulatoryExposure"] else "no regulatory exposure"

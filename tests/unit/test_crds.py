@@ -62,4 +62,6 @@ def test_contract_names():
         "ConservativeConfig",
         "IncreaseMonitoring",
         "Notify",
+        "StatusPage",
+        "Ticket",
     ]

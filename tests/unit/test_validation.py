@@ -81,7 +81,7 @@ def test_unknown_action_type_and_missing_fallback_are_caught_readably(tmp_path):
     assert result.stdout.splitlines() == [
         f'{path}:doc 2: spec.responses[0].actions[1].type: unsupported value "Rollback": use one '
         "of ScaleToZero, TrafficShift, GuardrailSidecar, ConservativeConfig, IncreaseMonitoring, "
-        "Notify",
+        "Notify, StatusPage, Ticket",
         f"{path}:doc 2: spec.responses[0].actions[0] (TrafficShift): TrafficShift needs "
         "fallback.service: the Service that takes the traffic",
     ]

@@ -12,6 +12,7 @@ from .base import REGISTRY, Action, ActionContext, ActionError, Outcome
 
 __all__ = ["Action", "ActionContext", "ActionError", "Outcome", "get", "registry"]
 MODULES = ("scale", "traffic", "guardrail", "config", "monitoring", "notify")
+MODULES += ("statuspage", "ticket")
 
 
 def registry() -> dict[str, Action]:

@@ -49,6 +49,9 @@ class ActionContext:
     # "Kind/name" -> {path: encoded original}, as kept in the status entry: used when an
     # object's ledger is gone while the incident still holds it (never the current value).
     known_originals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # This action's status entry as last recorded (a copy): what an action that talks to
+    # an outside service kept there (e.g. a status page's incident id, `Outcome.keep`).
+    entry: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.api is None:
@@ -98,6 +101,9 @@ class Outcome:
     # Seconds after which the action wants another look (what it changed has not yet
     # taken hold, e.g. an HPA that has not reported yet); None: it has.
     recheck: float | None = None
+    # Fields written on this action's status entry (ids an outside service answered),
+    # read back through `ActionContext.entry` on later passes and on undo.
+    keep: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

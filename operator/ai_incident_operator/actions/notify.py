@@ -1,10 +1,12 @@
 """Notify: tell people about the incident through webhooks (the engine calls it).
 
 The action names channels of the policy's `notifications.channels`; each is a
-webhook (Slack's incoming-webhook format, or a Generic JSON object) whose URL is
-in the policy or, better, in a Secret in the operator's own namespace, the only
-place its RBAC lets it read Secrets. `egress` decides which URLs and Secrets a
-policy may use: a namespaced policy's inline URL must be in the operator's
+webhook (Slack's incoming-webhook format, a Generic JSON object, or a paging service:
+PagerDuty, Opsgenie, MSTeams, built by `pages`) whose URL is in the policy or, better,
+in a Secret in the operator's own namespace, the only place its RBAC lets it read
+Secrets; PagerDuty's routing key (`routingKeySecretRef`) and Opsgenie's API key
+(`apiKeySecretRef`) only ever come from such a Secret. `egress` decides which URLs
+and Secrets a policy may use: a namespaced policy's inline URL must be in the operator's
 allowlist, and its Secret must name the policy's namespace in its annotation
 `aiincident.io/allowed-namespaces`. Redirects are never followed, and nothing of an
 answer but its status code reaches the status or an Event. Every channel is posted in parallel, with a
@@ -12,7 +14,10 @@ timeout and retries, so one dead endpoint neither blocks nor hides the others.
 The outcome and an Event on the incident name the channels reached and the ones
 that failed, and why; notifying never raises. A channel already reached for this
 incident is not sent the same message again when the engine retries the action
-for the others. Undo sends a short "resolved".
+for the others, nor after a restart: the entry keeps, per event (`trigger`,
+`acknowledge`), the channels reached (`delivered`). Undo sends a short "resolved"
+(PagerDuty `resolve`, Opsgenie close); `acknowledge` passes a person's
+acknowledgement on (engine.acknowledge).
 
 The "resolved" page must not depend on the policy outliving the incident: each pass
 keeps, in the Notify entry's `sentTo`, the channels as the policy defines them
@@ -35,7 +40,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +49,7 @@ from .. import __version__, egress
 from ..access import Access
 from ..errors import APIError
 from ..resources import Ref, operator_namespace
+from . import pages
 from .base import Action, ActionContext, Outcome
 
 TIMEOUT = 5.0  # seconds per request
@@ -52,6 +58,10 @@ USER_AGENT = f"ai-incident-operator/{__version__}"
 log = logging.getLogger(__name__)
 SENT_TO = "sentTo"  # the Notify entry's field: what its "resolved" page needs
 NOT_KEPT = "notKept"  # in a kept webhook: why its inline URL was not kept
+DELIVERED = "delivered"  # the Notify entry's field: event -> the channels reached
+DEDUP = "dedupKey"  # in a message `payload` made for a paging channel: its alert's key
+FACTS = ("incident", "namespace", "severity", "category", "phase", "title", "description",
+         "targets")  # fmt: skip  # what `_facts` says
 # The engine applies a Notify that failed for one channel again on its next pass; the
 # channels that already got the message must not get it again every pass.
 REMEMBER = 24 * 3600.0  # seconds a delivery is remembered (in this process)
@@ -138,15 +148,80 @@ def payload(
     facts = _facts(incident, target)
     if fmt == "Slack":
         return {"text": _slack_escape(summary(facts, resolved))}
-    return {"event": "resolved" if resolved else "incident", **facts}
+    body = {"event": "resolved" if resolved else "incident", **facts}
+    if fmt in pages.FORMATS:  # what `_as_page` needs to make it a request of the alert
+        body[DEDUP] = pages.dedup_key(incident.get("metadata") or {})
+        body["detectedAt"] = (incident.get("status") or {}).get("detectedAt")
+    return body
+
+
+def acknowledged_summary(facts: dict[str, Any], who: str) -> str:
+    """E.g. "[ACK] prod/chat HarmfulOutput: Unsafe advice: acknowledged by alice"."""
+    category = f" {facts['category']}" if facts["category"] else ""
+    by = f" by {who}" if who else ""
+    where = f"{facts['namespace']}/{facts['incident']}{category}"
+    return f"[ACK] {where}: {facts['title']}: acknowledged{by}"
+
+
+def request(
+    fmt: str,
+    event: str,
+    incident: dict[str, Any],
+    target: dict[str, Any] | None = None,
+    *,
+    who: str = "",
+    line: str = "",
+) -> pages.Page:
+    """What a channel of format FMT is sent for EVENT (pages.TRIGGER, ACKNOWLEDGE,
+    RESOLVE) of INCIDENT, without its key (`deliver` adds it). WHO acknowledged; LINE
+    replaces the one-line summary (a message about the incident: an approval wait)."""
+    facts = _facts(incident, target)
+    if fmt in pages.FORMATS:
+        dedup = pages.dedup_key(incident.get("metadata") or {})
+        detected = (incident.get("status") or {}).get("detectedAt")
+        return _paging(fmt, event, facts, dedup, detected, who=who, line=line)
+    if event != pages.ACKNOWLEDGE:
+        return pages.Page(payload(fmt, incident, target, resolved=event == pages.RESOLVE))
+    if fmt == "Slack":
+        return pages.Page({"text": _slack_escape(line or acknowledged_summary(facts, who))})
+    return pages.Page({"event": "acknowledged", **facts, "by": who})
+
+
+def _paging(
+    fmt: str,
+    event: str,
+    facts: dict[str, Any],
+    dedup: str,
+    detected: str | None,
+    *,
+    who: str = "",
+    line: str = "",
+) -> pages.Page:
+    line = line or (
+        acknowledged_summary(facts, who)
+        if event == pages.ACKNOWLEDGE
+        else summary(facts, resolved=event == pages.RESOLVE)
+    )
+    if fmt == pages.PAGERDUTY:
+        return pages.pagerduty(event, facts, key=dedup, summary=line, timestamp=detected)
+    if fmt == pages.OPSGENIE:
+        return pages.opsgenie(event, facts, key=dedup, summary=line, who=who)
+    return pages.msteams(event, facts, summary=line, who=who)
 
 
 def approval_payload(
     fmt: str, incident: dict[str, Any], command: str, actions: list[str]
-) -> dict[str, Any]:
-    """The page that a response waits for approval: what it would do, and how to approve it."""
+) -> dict[str, Any] | pages.Page:
+    """The page that a response waits for approval: what it would do, and how to approve it.
+
+    A paging service (PagerDuty, Opsgenie, MSTeams) gets it as the trigger of the
+    incident's one alert, so that the response's own page later lands on the same alert.
+    """
     facts = _facts(incident)
     what = ", ".join(actions) or "its response"
+    if fmt in pages.FORMATS:
+        line = f"{summary(facts)}: waits for approval to apply {what}: {command}"
+        return request(fmt, pages.TRIGGER, incident, line=line)
     if fmt == "Slack":
         return {
             "text": _slack_escape(
@@ -154,6 +229,21 @@ def approval_payload(
             )
         }
     return {"event": "approval-required", **facts, "actions": actions, "approve": command}
+
+
+def escalation_payload(
+    fmt: str, incident: dict[str, Any], escalation: dict[str, Any]
+) -> dict[str, Any]:
+    """A page of the escalation ladder (engine.escalation): it says it is one, which level,
+    what was not met and since when. ESCALATION: {level, unless, notMet, since, dueAt, ...}.
+    Formats other than Generic get their incident page with the escalation in its title."""
+    if fmt == "Generic":
+        return {"event": "escalation", **_facts(incident), "escalation": escalation}
+    spec = incident.get("spec") or {}
+    title = _facts(incident)["title"]
+    head = f"ESCALATION level {escalation.get('level')}: {escalation.get('notMet')}"
+    marked = {**incident, "spec": {**spec, "title": f"{head}: {title}"}}
+    return payload(fmt, marked)
 
 
 # --- Delivery -----------------------------------------------------------------------------
@@ -166,19 +256,21 @@ def post(
     timeout: float = TIMEOUT,
     backoff: Sequence[float] | None = None,
     sleep: Callable[[float], None] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> int:
     """POST BODY as JSON; retry server errors, 429 and network errors. Returns the tries taken.
 
     Raises NotifyError naming the last failure; the URL (often a secret) is never in it,
     nor anything the endpoint answered beyond its status code. Redirects are not
-    followed. BACKOFF and SLEEP default to the module's, looked up per call.
+    followed. BACKOFF and SLEEP default to the module's, looked up per call. HEADERS
+    are added (Opsgenie's key): never in a message either.
     """
     backoff = BACKOFF if backoff is None else backoff
     sleep = sleep or time.sleep
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         raise NotifyError("the webhook URL is not an http(s) URL")
     data = json.dumps(body).encode()
-    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+    headers = {**(headers or {}), "Content-Type": "application/json", "User-Agent": USER_AGENT}
     tries = len(backoff) + 1
     for attempt in range(tries):
         if attempt:
@@ -228,6 +320,27 @@ def channel_url(api: Access, channel: dict[str, Any], tenant: str | None) -> str
     ref = webhook.get("urlSecretRef")
     if not ref:
         raise NotifyError(webhook.get(NOT_KEPT) or "no webhook.url or webhook.urlSecretRef")
+    return _secret_value(api, ref, tenant, "URL")
+
+
+def channel_key(api: Access, channel: dict[str, Any], tenant: str | None) -> str:
+    """The routing key (PagerDuty) or API key (Opsgenie) of CHANNEL, from its Secret in the
+    operator's namespace, under the same rules as `channel_url`'s; '' for other formats."""
+    field = pages.KEY_REFS.get(channel.get("format", "Generic"))
+    if not field:
+        return ""
+    ref = channel.get(field)
+    if not ref:
+        raise NotifyError(f"no {field} (a {channel.get('format')} channel needs its key)")
+    value = _secret_value(api, ref, tenant, "key")
+    # A header's value: a line break would make the client's error quote it, key and all.
+    if not value or any(not 33 <= ord(c) < 127 for c in value):
+        raise NotifyError(f"{field} {ref['name']}/{ref['key']}: not a key (one word, printable)")
+    return value
+
+
+def _secret_value(api: Access, ref: dict[str, Any], tenant: str | None, what: str) -> str:
+    """The value at REF (a Secret of the operator's namespace) as text, stripped."""
     namespace = operator_namespace()
     where = f"Secret {namespace}/{ref['name']}"
     # To a tenant, a Secret that is missing, forbidden, not shared with it or without the
@@ -252,7 +365,7 @@ def channel_url(api: Access, channel: dict[str, Any], tenant: str | None) -> str
         # Stripped: `echo URL | kubectl create secret ...` leaves a newline in the value.
         return base64.b64decode(value).decode().strip()
     except (binascii.Error, UnicodeDecodeError):
-        raise NotifyError(f"{where} key {ref['key']} is not a readable URL") from None
+        raise NotifyError(f"{where} key {ref['key']} is not a readable {what}") from None
 
 
 def defined_channels(policy: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -275,28 +388,36 @@ def deliver(
     api: Access,
     names: list[str],
     policy: dict[str, Any],
-    body_for: Callable[[dict[str, Any]], dict[str, Any]],
+    body_for: Callable[[dict[str, Any]], dict[str, Any] | pages.Page],
     memo: tuple[str, str] | None = None,
     *,
     tenant: str | None,
+    earlier: Collection[str] = (),
     **post_args: Any,
 ) -> list[Delivery]:
-    """Post to every channel in NAMES at once; BODY_FOR(channel) makes each body.
+    """Post to every channel in NAMES at once; BODY_FOR(channel) makes each body (a JSON
+    object, or a `pages.Page` with its path and headers).
 
-    With MEMO (incident uid, event), a channel that already got this event is skipped.
-    TENANT: as for `channel_url`.
+    With MEMO (incident uid, event), a channel that already got this event in this
+    process is skipped, and so is one in EARLIER (the status says it got it).
+    TENANT: as for `channel_url`. A PagerDuty or Opsgenie channel's key is read here
+    and added to the body (`pages.keyed`); nothing else sees it.
     """
     channels = defined_channels(policy)
 
     def one(name: str) -> Delivery:
         channel = channels.get(name)
         key = (*memo, name) if memo else None
-        if key and _remembered(key):
+        if name in earlier or (key and _remembered(key)):
             return Delivery(name, True, earlier=True)
         try:
             if channel is None:
                 raise NotifyError("not defined in the policy's notifications.channels")
-            post(channel_url(api, channel, tenant), body_for(channel), **post_args)
+            fmt = channel.get("format", "Generic")
+            url = channel_url(api, channel, tenant)
+            page = _as_page(fmt, body_for(channel))
+            page = pages.keyed(fmt, page, channel_key(api, channel, tenant))
+            post(_join(url, page.path), page.body, headers=page.headers, **post_args)
             if key:
                 with _sent_lock:
                     _sent[key] = time.monotonic()
@@ -310,6 +431,40 @@ def deliver(
         return []
     with ThreadPoolExecutor(max_workers=min(len(names), 8)) as pool:
         return list(pool.map(one, names))
+
+
+def _join(url: str, extra: str) -> str:
+    """URL with EXTRA ("/alias/close?identifierType=alias") below its path, queries merged."""
+    if not extra:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    more = urllib.parse.urlsplit(extra)
+    query = "&".join(q for q in (parts.query, more.query) if q)
+    path = parts.path.rstrip("/") + more.path
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, query, ""))
+
+
+def _as_page(fmt: str, body: dict[str, Any] | pages.Page) -> pages.Page:
+    """BODY as a request. A plain object for a paging service (a message built for Generic
+    channels: a contest, an escalation) becomes a trigger of the incident's alert."""
+    if isinstance(body, pages.Page):
+        return body
+    if fmt not in pages.FORMATS:
+        return pages.Page(body)
+    facts = {name: body.get(name) for name in FACTS}
+    if not (facts["namespace"] and facts["incident"]):
+        raise NotifyError(f"a {fmt} channel takes the incident's pages, not this message")
+    facts["targets"] = list(facts["targets"] or [])
+    facts["description"] = facts["description"] or ""
+    facts["title"] = facts["title"] or "(no title)"
+    words = body.get("message") or ""
+    line = summary(facts) + (f": {words}" if words else "")
+    # `payload` gives a paging channel's message the incident's key; a message made
+    # otherwise is keyed by the incident's name (a separate alert on the service).
+    dedup = body.get(DEDUP) or pages.dedup_key(
+        {"namespace": facts["namespace"], "name": facts["incident"]}
+    )
+    return _paging(fmt, pages.TRIGGER, facts, dedup, body.get("detectedAt"), line=line)
 
 
 def report(deliveries: list[Delivery], verb: str) -> str:
@@ -352,33 +507,64 @@ class Notify(Action):
                 problems.append(f"Notify: channel {name} needs webhook.url or webhook.urlSecretRef")
             elif url and urllib.parse.urlsplit(url).scheme not in ("http", "https"):
                 problems.append(f"Notify: channel {name}: webhook.url is not an http(s) URL")
+            fmt = channel.get("format", "Generic")
+            field = pages.KEY_REFS.get(fmt)
+            if field and not channel.get(field):
+                problems.append(
+                    f"Notify: channel {name} ({fmt}) needs {field}: its key, from a Secret in "
+                    "the operator's namespace"
+                )
         return problems
 
-    def _send(self, ctx: ActionContext, resolved: bool) -> list[Delivery]:
+    # --- what each event reached, kept in the entry (`delivered`) ---------------------------
+
+    @staticmethod
+    def delivered(entry: dict[str, Any]) -> dict[str, list[str]]:
+        """Event -> the channels reached, as the entry ENTRY keeps them; nothing after an
+        undo (a page applied again is a new alert: trigger, acknowledge and resolve anew)."""
+        if entry.get("state") == "Reverted":
+            return {}
+        return {k: list(v) for k, v in (entry.get(DELIVERED) or {}).items() if isinstance(v, list)}
+
+    @staticmethod
+    def _round(entry: dict[str, Any]) -> str:
+        # The in-process memo of one round of pages; a re-apply after an undo is a new round.
+        return entry.get("revertedAt") or ""
+
+    def _kept(self, ctx: ActionContext, event: str, deliveries: list[Delivery]) -> dict[str, Any]:
+        delivered = self.delivered(ctx.entry)
+        reached = delivered.get(event, [])
+        reached += [d.channel for d in deliveries if d.ok and d.channel not in reached]
+        return {DELIVERED: {**delivered, event: reached}}
+
+    def _send(
+        self, ctx: ActionContext, event: str, names: list[str] | None = None, who: str = ""
+    ) -> list[Delivery]:
         meta = ctx.incident["metadata"]
         incident = meta.get("uid") or ctx.holder
         # On undo the engine passes a stand-in target; the incident's status names the real ones.
-        target = None if resolved else ctx.target
+        target = ctx.target if event == pages.TRIGGER else None
         return deliver(
             ctx.api,
-            list(ctx.spec.get("channels") or []),
+            list(ctx.spec.get("channels") or []) if names is None else names,
             ctx.policy,
-            lambda channel: payload(
-                channel.get("format", "Generic"), ctx.incident, target, resolved
+            lambda channel: request(
+                channel.get("format", "Generic"), event, ctx.incident, target, who=who
             ),
-            memo=(incident, "resolved" if resolved else "incident"),
+            memo=(incident, f"{event} {self._round(ctx.entry)}"),
             # Which policy names the channels: the incident's status.policyRef, set in
             # the same pass (none: the stricter, namespaced rules).
             tenant=egress.scope_of_ref(
                 (ctx.incident.get("status") or {}).get("policyRef"), ctx.namespace
             ),
+            earlier=self.delivered(ctx.entry).get(event, []),
         )
 
     def apply(self, ctx: ActionContext) -> Outcome:
         names = ", ".join(ctx.spec.get("channels") or [])
         if ctx.dry_run:
             return Outcome("DryRun", f"would notify {names}")
-        deliveries = self._send(ctx, resolved=False)
+        deliveries = self._send(ctx, pages.TRIGGER)
         message = report(deliveries, "notified")
         failed = any(not d.ok for d in deliveries) or not deliveries
         ctx.api.event(
@@ -388,13 +574,28 @@ class Notify(Action):
             "Failed" if failed else "Applied",
             message,
             changed=any(d.ok and not d.earlier for d in deliveries),
+            keep=self._kept(ctx, pages.TRIGGER, deliveries),
         )
+
+    def acknowledge(self, ctx: ActionContext, who: str) -> tuple[list[Delivery], dict[str, Any]]:
+        """Tell the channels this entry paged that WHO acknowledged the incident: PagerDuty
+        `acknowledge`, Opsgenie's acknowledge, a short message elsewhere. Each channel once.
+
+        Returns the deliveries and the fields to keep on the entry (`delivered`).
+        """
+        delivered = self.delivered(ctx.entry)
+        done = delivered.get(pages.ACKNOWLEDGE, [])
+        todo = [n for n in delivered.get(pages.TRIGGER, []) if n not in done]
+        if not todo:
+            return [], {}
+        deliveries = self._send(ctx, pages.ACKNOWLEDGE, todo, who)
+        return deliveries, self._kept(ctx, pages.ACKNOWLEDGE, deliveries)
 
     def revert(self, ctx: ActionContext, objects: list[str]) -> Outcome:
         names = ", ".join(ctx.spec.get("channels") or [])
         if ctx.dry_run:
             return Outcome("DryRun", f"would tell {names} the incident is resolved")
-        deliveries = self._send(ctx, resolved=True)
+        deliveries = self._send(ctx, pages.RESOLVE)
         message = report(deliveries, "resolved sent to")
         failed = any(not d.ok for d in deliveries)
         ctx.api.event(
@@ -402,7 +603,11 @@ class Notify(Action):
         )
         # A lost "resolved" message must not hold the incident open: the undo still counts.
         return Outcome(
-            "Reverted", message, objects, changed=any(d.ok and not d.earlier for d in deliveries)
+            "Reverted",
+            message,
+            objects,
+            changed=any(d.ok and not d.earlier for d in deliveries),
+            keep=self._kept(ctx, pages.RESOLVE, deliveries),
         )
 
 

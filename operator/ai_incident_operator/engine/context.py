@@ -18,7 +18,7 @@ from typing import Any
 
 from .. import policy as mitigation_policy
 from ..access import Access
-from ..actions import notify
+from ..actions import notify, ticket
 from ..bounds import TenantBounds
 from ..conditions import is_true, set_condition
 from ..investigation.hypotheses import root_cause_identified
@@ -207,6 +207,7 @@ class IncidentContext:
         """Write the entries into the status (once, in the order they were first made)."""
         self._keep_pages()
         self.status["mitigations"] = list(self.entries.values())
+        ticket.sync_tickets(self.status, self.status["mitigations"])  # status.tickets[]
 
     def _keep_pages(self) -> None:
         """Each page in force keeps its channels as the policy has them now, so that its

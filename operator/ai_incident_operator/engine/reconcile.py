@@ -24,6 +24,8 @@ from ..errors import Forbidden
 from ..investigation import changes
 from ..lifecycle import detected_status, merge_patch
 from ..resources import Ref
+from . import escalation
+from .acknowledge import acknowledge
 from .close import close_if_reviewed
 from .context import IncidentContext, Result, World, log, policy_by_ref
 from .decide import decide
@@ -86,6 +88,7 @@ def reconcile(
     api = api or _cluster()
     ref = Ref("AIIncident", namespace, name)
     seed = [body]
+    claimed: list[escalation.Claim] = []  # escalation pages the written status claimed
 
     def attempt() -> Result:
         incident, seed[0] = seed[0] or api.get(ref), None
@@ -99,14 +102,19 @@ def reconcile(
             api.event(incident, "Detected", status["timeline"][0]["message"])
         ctx = IncidentContext(api, incident, status, world, when)
         advance(ctx)
+        acknowledge(ctx)  # after the pass's own pages: what it just paged hears the ack too
         ctx.root_cause()  # in every phase: a cause stated during the review counts too
         if ctx.entries or "mitigations" in status:
             ctx.finish()
         _write_status(api, incident, before, status)
+        claimed[:] = escalation.claim(ctx, before)
         return ctx.result
 
     with _lock(namespace, name):
-        return retry.on_conflict(attempt, what=f"the status of incident {namespace}/{name}")
+        result = retry.on_conflict(attempt, what=f"the status of incident {namespace}/{name}")
+    # Posted once the claim is written, outside the lock (at most once: engine.escalation).
+    escalation.send(api, claimed, lambda change: amend(namespace, name, change, world, api))
+    return result
 
 
 def advance(ctx: IncidentContext) -> None:
@@ -160,6 +168,7 @@ def advance(ctx: IncidentContext) -> None:
         resolve(ctx, decision.resolve, decision.steps, decision.dry_run)
     else:
         mitigate(ctx, decision)
+    escalation.escalate(ctx, decision.response, severity, decision.dry_run)
     if status.get("phase") not in ("Resolved", "Closed") and ctx.world.investigate:
         # In-line only where asked (tests); the operator gathers evidence apart, on its
         # scheduler (investigation.refresh), never inside the pass or under the lock.

@@ -89,7 +89,7 @@ def _last_to_go(ctx: IncidentContext) -> set[EntryId]:
     return {
         i
         for i, e in ctx.entries.items()
-        if e.get("state") in HELD and e["action"] in ("TrafficShift", "Notify")
+        if e.get("state") in HELD and e["action"] in ("TrafficShift", "Notify", "StatusPage")
     }
 
 

@@ -44,6 +44,7 @@ def action_context(
         dry_run=dry_run,
         key=key,
         known_originals=dict((entry or {}).get("originals") or {}),
+        entry=dict(entry or {}),
     )
 
 
@@ -69,7 +70,12 @@ def refusal(ctx: IncidentContext, spec: Body, target: Body) -> Outcome | None:
 def apply_checked(ctx: IncidentContext, action: actions.Action, actx: ActionContext) -> Outcome:
     """ACTION applied as ACTX says, unless that is outside the tenant bounds."""
     try:
-        return refusal(ctx, actx.spec, actx.target) or action.apply(actx)
+        refused = refusal(ctx, actx.spec, actx.target)
+        if refused is None:
+            from .regulatory import freeze_evidence  # here: regulatory runs steps too
+
+            freeze_evidence(ctx, action, actx.dry_run)  # Art. 73(6): before it alters anything
+        return refused or action.apply(actx)
     except APIError as err:
         return Outcome("Failed", str(err))
 
@@ -117,6 +123,7 @@ def record(ctx: IncidentContext, step: Step, outcome: Outcome) -> None:
         entry["objects"] = outcome.objects
     if outcome.originals:
         entry["originals"] = {**(entry.get("originals") or {}), **outcome.originals}
+    entry.update(outcome.keep)
     if outcome.state == "Applied" and was != "Applied":
         entry["appliedAt"] = now_iso(ctx.now)
         entry.pop("revertedAt", None)

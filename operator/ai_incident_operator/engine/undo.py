@@ -132,6 +132,7 @@ def _revert_one(ctx: IncidentContext, entry: Body, objects: list[str]) -> str:
         outcome = action.revert(actx, objects)
     except APIError as err:
         return f"{entry['action']} on {entry['target']}: {err}"
+    entry.update(outcome.keep)  # what an outside service answered (a status page's state)
     entry.update(state="Reverted", revertedAt=now_iso(ctx.now), message=outcome.message)
     if objects:
         entry["objects"] = objects

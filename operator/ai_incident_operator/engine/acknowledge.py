@@ -1,0 +1,136 @@
+"""Acknowledgement: a person says they have the incident; the paging services hear it.
+
+`aiincident ack NAME --by WHO` sets `spec.acknowledged: {by, at}`. Each pass then
+sets `Acknowledged=True/AcknowledgedBy` (a timeline entry the first time) and passes
+it on, once per channel, to every channel a Notify entry in force has paged
+(`delivered.trigger`): PagerDuty gets `event_action: acknowledge` and Opsgenie its
+acknowledge call, both for the incident's one alert (its dedup key), so that on-call
+stops being paged; Slack, MSTeams and Generic channels get a short "acknowledged by WHO"
+so the people watching them know someone has it. The channels reached are kept in the
+entry (`delivered.acknowledge`): neither a later pass nor a restart sends it again.
+A page sent after the acknowledgement (a later trigger) is acknowledged on the same
+pass. Sending is Notify's send path (parallel, with timeouts and retries), as the
+response's own pages are sent in the pass; a failed channel is tried again with the
+pass's backoff. Removing `spec.acknowledged` sets `Acknowledged=False`; the services
+are not told (PagerDuty's Events API cannot un-acknowledge).
+
+An approval wait paged to PagerDuty or Opsgenie opens the incident's alert too
+(`approval.page`); resolved before the response's own page went out (a false alarm
+resolved while it waited), that alert is resolved here, once (`approvalPage.resolved`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import egress
+from ..actions import notify, pages
+from ..conditions import ACKNOWLEDGED, get_condition
+from .approval import PAGE
+from .context import IncidentContext, policy_by_ref
+from .steps import action_context
+
+ALERTS = (pages.PAGERDUTY, pages.OPSGENIE)  # formats whose page stays open until resolved
+
+
+def who(spec: dict[str, Any]) -> str | None:
+    """Who acknowledged, '' when nobody is named; None when not acknowledged."""
+    ack = spec.get("acknowledged")
+    if not isinstance(ack, dict) or not ack:
+        return None
+    return str(ack.get("by") or "")
+
+
+def acknowledge(ctx: IncidentContext) -> None:
+    """The Acknowledged condition from spec.acknowledged, and the acknowledgement passed on."""
+    resolve_approval_page(ctx)
+    by = who(ctx.spec)
+    before = get_condition(ctx.status.get("conditions"), ACKNOWLEDGED) or {}
+    if by is None:
+        if before.get("status") == "True":
+            words = "spec.acknowledged was removed"
+            ctx.condition(ACKNOWLEDGED, False, "AcknowledgementWithdrawn", words)
+            ctx.say("AcknowledgementWithdrawn", words)
+        return
+    at = (ctx.spec.get("acknowledged") or {}).get("at")
+    words = (f"acknowledged by {by}" if by else "acknowledged (spec.acknowledged.by not set)") + (
+        f" at {at}" if at else ""
+    )
+    ctx.condition(ACKNOWLEDGED, True, "AcknowledgedBy", words)
+    if before.get("status") != "True":
+        ctx.say(ACKNOWLEDGED, words)
+    if not ctx.api.read_only:
+        pass_on(ctx, by)
+
+
+def pass_on(ctx: IncidentContext, by: str) -> None:
+    """Send the acknowledgement to what each Notify entry paged and has not yet been told."""
+    action = notify.Notify()
+    for entry in list(ctx.entries.values()):
+        if entry.get("action") != notify.Notify.type or not action.delivered(entry).get("trigger"):
+            continue  # not a page, undone, or nothing reached yet
+        key = entry.get("key") or entry["action"]
+        spec = _spec(ctx, key)
+        actx = action_context(ctx, spec or {"type": action.type}, {}, key=key, entry=entry)
+        if spec is None and entry.get(notify.SENT_TO):
+            actx = notify.as_sent(actx, entry[notify.SENT_TO])  # the policy is gone or changed
+        deliveries, kept = action.acknowledge(actx, by)
+        if not deliveries:
+            continue
+        entry.update(kept)
+        failed = any(not d.ok for d in deliveries)
+        message = notify.report(deliveries, "acknowledgement sent to")
+        news = any(d.ok and not d.earlier for d in deliveries)
+        ctx.say("NotifyFailed" if failed else "AcknowledgementSent", message, warning=failed,
+                timeline=news)  # fmt: skip
+        if failed:
+            ctx.retry()
+
+
+def _spec(ctx: IncidentContext, key: str) -> dict[str, Any] | None:
+    """The policy's Notify (a response's or the regulatory one) whose entry is KEY."""
+    return next((s for s in notify.notify_specs(ctx.policy_spec)
+                 if notify.Notify().key(s) == key), None)  # fmt: skip
+
+
+def resolve_approval_page(ctx: IncidentContext) -> None:
+    """Resolve the alert an approval wait opened, once the incident is resolved, on the
+    channels no Notify page of the incident covers (whose undo resolves the alert)."""
+    kept = ctx.status.get(PAGE) or {}
+    if (
+        ctx.status.get("phase") not in ("Resolved", "Closed")
+        or "resolved" in kept
+        or not kept.get("channels")
+        or ctx.api.read_only
+    ):
+        return
+    policy = ctx.policy or policy_by_ref(ctx.world, ctx.status.get("policyRef")) or {}
+    spec = policy.get("spec") or {}
+    defined = notify.defined_channels(spec)
+    paged = {
+        name
+        for entry in ctx.entries.values()
+        if entry.get("action") == notify.Notify.type
+        for name in (entry.get(notify.DELIVERED) or {}).get(pages.TRIGGER) or []
+    }
+    todo = [
+        n
+        for n in kept["channels"]
+        if (defined.get(n) or {}).get("format") in ALERTS and n not in paged
+    ]
+    incident = {**ctx.body, "status": ctx.status}
+    deliveries = notify.deliver(
+        ctx.api,
+        todo,
+        spec,
+        lambda channel: notify.request(channel.get("format", "Generic"), pages.RESOLVE, incident),
+        memo=(ctx.body["metadata"].get("uid") or ctx.holder, "approval-resolve"),
+        tenant=egress.scope_of_ref(ctx.status.get("policyRef"), ctx.namespace),
+    )
+    # Once, as an undo's "resolved": a lost one must not keep the incident coming back here.
+    ctx.status[PAGE] = {**kept, "resolved": [d.channel for d in deliveries if d.ok]}
+    if deliveries:
+        failed = any(not d.ok for d in deliveries)
+        ctx.say("NotifyFailed" if failed else "Notified",
+                f"approval page: {notify.report(deliveries, 'resolved sent to')}",
+                warning=failed)  # fmt: skip
