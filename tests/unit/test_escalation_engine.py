@@ -17,9 +17,8 @@ import pytest
 from ai_incident_operator import engine
 from ai_incident_operator.actions import notify
 from ai_incident_operator.engine import escalation
-from ai_incident_operator.resources import Ref
 
-from fakecluster import FakeCluster
+from scenekit import EngineScene
 
 NS = "prod"
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -27,17 +26,8 @@ Body = dict[str, Any]
 ACKNOWLEDGED = {"after": "10m", "unless": "Acknowledged", "channels": ["leadership", "boss"]}
 
 
-class Scene:
+class Scene(EngineScene):
     def __init__(self, hook_url: str, ladder: list[Body], dry_run: bool = False) -> None:
-        self.fake = FakeCluster()
-        self.now = T0
-        self.fake.add({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "chat", "namespace": NS, "labels": {"app": "chat"}},
-            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "chat"}},
-                     "template": {"metadata": {"labels": {"app": "chat"}},
-                                  "spec": {"containers": [{"name": "llm", "image": "llm:v1"}]}}},
-        })  # fmt: skip
         spec = {
             "targetSelector": {"matchLabels": {"app": "chat"}},
             "responses": [{"severity": 1, "escalation": ladder, "actions": [
@@ -51,36 +41,11 @@ class Scene:
             "safety": {"dryRun": dry_run},
         }  # fmt: skip
         assert engine.escalation.problems(spec) == []
-        self.world = engine.World(policies=[{
-            "apiVersion": "aiincident.io/v1alpha1", "kind": "MitigationPolicy",
-            "metadata": {"name": "chat", "namespace": NS, "generation": 1}, "spec": spec,
-            "status": {"observedGeneration": 1,
-                       "conditions": [{"type": "Ready", "status": "True", "reason": "Valid"}]},
-        }], write_review=lambda ctx: None)  # fmt: skip
-        self.fake.add({
-            "apiVersion": "aiincident.io/v1alpha1", "kind": "AIIncident",
-            "metadata": {"name": "harm", "namespace": NS},
-            "spec": {"category": "HarmfulOutput", "severity": 1, "target": {"name": "chat"},
-                     "title": "Unsafe advice"},
-        })  # fmt: skip
+        super().__init__(spec, T0, {"title": "Unsafe advice"})
 
-    def run(self, at: timedelta) -> engine.Result:
-        self.now = T0 + at
-        return engine.reconcile(NS, "harm", self.world, api=self.fake, now=self.now)
-
-    def status(self) -> Body:
-        found = self.fake.obj("AIIncident", NS, "harm")
-        assert found is not None
-        return found.get("status") or {}
-
-    def edit(self, **spec: Any) -> None:
-        body = self.fake.obj("AIIncident", NS, "harm")
-        assert body is not None
-        body["spec"].update(spec)
-        self.fake.replace(Ref("AIIncident", NS, "harm"), body)
-
-    def timeline(self, type_: str) -> list[str]:
-        return [t["message"] for t in self.status()["timeline"] if t["type"] == type_]
+    def run(self, at: timedelta) -> engine.Result:  # type: ignore[override]
+        self.now = T0 + at - timedelta(seconds=30)
+        return super().run()
 
     def escalations(self) -> list[tuple[int, str]]:
         return [(e["level"], e["state"]) for e in self.status().get("escalations") or []]

@@ -8,7 +8,6 @@ promptfoo runs it, agrees with `investigation.checks` on every answer tried.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from datetime import UTC, datetime
 
@@ -245,7 +244,6 @@ _JSON_CHECKS = [
 ]
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_the_javascript_of_a_json_path_check_agrees_with_the_operators_evaluation():
     cases = [(c, a) for c in _JSON_CHECKS for a in _JSON_ANSWERS]
     # As promptfoo runs a multi-line javascript assertion: a function body of `output`.

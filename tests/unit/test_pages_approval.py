@@ -7,16 +7,14 @@ remembers.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from ai_incident_operator import engine
 from ai_incident_operator.actions import notify
-from ai_incident_operator.resources import Ref
 
-from fakecluster import FakeCluster
+from scenekit import EngineScene
 
 NS = "prod"
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -24,18 +22,9 @@ COMMAND = "aiincident approve harm -n prod"
 Body = dict[str, Any]
 
 
-class Scene:
+class Scene(EngineScene):
     def __init__(self, hook_url: str, dry_run: bool = False) -> None:
-        self.fake = FakeCluster()
-        self.now = T0
-        self.fake.add({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "chat", "namespace": NS, "labels": {"app": "chat"}},
-            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "chat"}},
-                     "template": {"metadata": {"labels": {"app": "chat"}},
-                                  "spec": {"containers": [{"name": "llm", "image": "llm:v1"}]}}},
-        })  # fmt: skip
-        spec = {
+        super().__init__({
             "targetSelector": {"matchLabels": {"app": "chat"}},
             "responses": [{"severity": 1, "requireApproval": True, "actions": [
                 {"type": "ScaleToZero"}, {"type": "Notify", "channels": ["oncall", "lead"]}]}],
@@ -44,40 +33,7 @@ class Scene:
                 {"name": "lead", "format": "Slack", "webhook": {"url": f"{hook_url}/lead"}},
             ]},
             "safety": {"dryRun": dry_run},
-        }  # fmt: skip
-        self.world = engine.World(policies=[{
-            "apiVersion": "aiincident.io/v1alpha1", "kind": "MitigationPolicy",
-            "metadata": {"name": "chat", "namespace": NS, "generation": 1}, "spec": spec,
-            "status": {"observedGeneration": 1,
-                       "conditions": [{"type": "Ready", "status": "True", "reason": "Valid"}]},
-        }], write_review=lambda ctx: None)  # fmt: skip
-        self.fake.add({
-            "apiVersion": "aiincident.io/v1alpha1", "kind": "AIIncident",
-            "metadata": {"name": "harm", "namespace": NS},
-            "spec": {"category": "HarmfulOutput", "severity": 1, "target": {"name": "chat"}},
-        })  # fmt: skip
-
-    def run(self) -> engine.Result:
-        self.now += timedelta(seconds=30)
-        return engine.reconcile(NS, "harm", self.world, api=self.fake, now=self.now)
-
-    def status(self) -> Body:
-        found = self.fake.obj("AIIncident", NS, "harm")
-        assert found is not None
-        return found.get("status") or {}
-
-    def edit(self, **spec: Any) -> None:
-        body = self.fake.obj("AIIncident", NS, "harm")
-        assert body is not None
-        body["spec"].update(spec)
-        self.fake.replace(Ref("AIIncident", NS, "harm"), body)
-
-    def timeline(self, type_: str) -> list[str]:
-        return [t["message"] for t in self.status()["timeline"] if t["type"] == type_]
-
-    def condition(self, type_: str) -> tuple[str, str, str]:
-        found = next(c for c in self.status()["conditions"] if c["type"] == type_)
-        return found["status"], found["reason"], found["message"]
+        }, T0)  # fmt: skip
 
 
 @pytest.fixture(autouse=True)

@@ -168,13 +168,18 @@ def test_edited_result_mismatch_is_refused(served: dict[str, bytes], tmp_path: P
 
 
 def test_fetch_is_a_no_op_when_shared_has_them(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # This machine keeps ../shared: nothing is downloaded and nothing is written.
-    if crds.choose(None).source != "shared":
-        pytest.skip("no ../shared/thirdparty-crds here")
-    assert crds.main(["--cache-root", str(tmp_path), "fetch"]) == 0
-    assert list(tmp_path.iterdir()) == [] and capsys.readouterr().err == ""
+    # A ../shared with CRDs in it: nothing is downloaded and nothing is written.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "x.yaml").write_text("kind: CustomResourceDefinition\n")
+    monkeypatch.setattr(crds, "SHARED", shared)
+    monkeypatch.delenv(crds.ENV, raising=False)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    assert crds.main(["--cache-root", str(cache), "fetch"]) == 0
+    assert list(cache.iterdir()) == [] and capsys.readouterr().err == ""
 
 
 # --- The 1.20 edits ---------------------------------------------------------------------
