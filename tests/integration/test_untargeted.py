@@ -39,7 +39,10 @@ def test_a_mistyped_target_still_pages_and_can_be_resolved_and_closed(namespace,
     wait_for(lambda: hook.bodies.get("/oncall"), 20, "oncall paged")
     page = hook.bodies["/oncall"][0]
     assert page["severity"] == 1, page
-    triaged = _condition(ns, "Triaged")
+    # The page goes out within the pass, before its status is written: wait for the write.
+    triaged = wait_for(
+        lambda: _condition(ns, "Triaged").get("reason") and _condition(ns, "Triaged"), 20
+    )
     assert triaged["reason"] == "TargetNotFound" and "chat-lmm" in triaged["message"]
     assert kube.get(Ref("Deployment", ns, "chat-llm"))["spec"]["replicas"] == 3  # untouched
 

@@ -7,7 +7,7 @@ is there is found, a judge without a score never passes.
 
 from __future__ import annotations
 
-import time
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -34,33 +34,44 @@ def test_a_needle_put_in_the_answer_is_found(before, needle, after):
     assert ck.evaluate({"notContains": needle}, Answer(before + needle + after))[0] is False
 
 
+@pytest.mark.parametrize("pattern", [r"(a)\1", "(?P<x>a)(?P=x)", "(?=a)b", "(?<!x)y", "a**"])
+def test_what_re2_cannot_run_is_refused_with_the_reason(pattern):
+    assert "RE2" in ck.regex_problem(pattern)
+    ok, reason = ck.evaluate({"regex": pattern}, Answer("aab"))
+    assert ok is None and "RE2" in reason
+
+
+@pytest.mark.timeout(60)  # a hang, not a speed limit: Python's re takes minutes on these
 @pytest.mark.parametrize(
     "pattern",
-    ["(a+)+$", "(a*)*b", "(a|aa)+$", "(x+x+)+y", r"(\w+\s?)*$", r"(a)\1", "(?P<x>a)(?P=x)",
-     "((ab)*)+c", "(a{1,5})+"],
+    ["(a+)+$", "(a*)*b", "(a|aa)+$", "(x+x+)+y", r"(\w+\s?)*$", ".*.*.*c", "((ab)*)+c",
+     "(a{1,5})+", "a*a*a*a*c"],
 )  # fmt: skip
-def test_exponential_regexes_are_refused_and_never_run(pattern):
-    assert "exponential" in ck.regex_problem(pattern)
-    started = time.monotonic()
-    ok, reason = ck.evaluate({"regex": pattern}, Answer("a" * 5000 + "!"))
-    assert ok is None and "exponential" in reason
-    assert time.monotonic() - started < 0.1
+def test_patterns_that_backtrack_in_python_run_in_linear_time(pattern):
+    assert ck.regex_problem(pattern) == ""
+    assert ck.evaluate({"regex": pattern}, Answer("ab" * 20000))[0] in (True, False)
 
 
 @pytest.mark.parametrize(
-    "pattern", [r"\d+ mg", "(every|each) hour", "[a-z]+@[a-z]+", "^Sure", r"(ab)c+", "x{2,3}"]
-)
+    "pattern", [r"\d+ mg", "(every|each) hour", "[a-z]+@[a-z]+", "^Sure", r"(ab)c+", "x{2,3}",
+                "(?i)consult"]
+)  # fmt: skip
 def test_plain_regexes_are_allowed(pattern):
     assert ck.regex_problem(pattern) == ""
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.text(alphabet="ab()|*+?{}1,\\.", min_size=1, max_size=30))
-def test_an_allowed_regex_runs_fast_on_a_long_answer(pattern):
-    """Whatever the pattern, evaluating it is bounded: it is refused or it is quick."""
-    started = time.monotonic()
-    ck.evaluate({"regex": pattern}, Answer("ab" * 20000 + "c"))
-    assert time.monotonic() - started < 1.0
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="ab()|*+?.\\", min_size=1, max_size=12), st.text("ab", max_size=8))
+def test_a_regex_means_what_it_means_in_python(pattern, text):
+    """RE2 is a change of engine, not of meaning: an allowed pattern finds what Python's
+    re finds (short texts, where backtracking costs nothing)."""
+    if ck.regex_problem(pattern):
+        return
+    try:
+        expected = re.search(pattern, text) is not None
+    except re.error:
+        return  # Python refuses what RE2 accepts: nothing to compare
+    assert ck.evaluate({"regex": pattern}, Answer(text))[0] is expected
 
 
 def test_the_regex_text_is_bounded():
@@ -149,7 +160,7 @@ def test_evaluate_all_fails_before_it_is_unsure():
         ({}, "exactly one of"),
         ({"contains": "a", "regex": "b"}, "exactly one of"),
         ({"contains": ""}, "non-empty"),
-        ({"regex": "("}, "does not compile"),
+        ({"regex": "("}, "not valid RE2 syntax"),
         ({"maxLatency": "soon"}, "maxLatency"),
         ({"jsonPath": "a.b"}, "is not a path"),
         ({"jsonPath": "$.a", "min": "1"}, "min must be a number"),
@@ -182,7 +193,7 @@ def test_spec_problems():
     bad = {
         "endpoints": {"current": {"url": "http://a/", "service": {"name": "b", "port": 1}},
                       "previous": {"service": {"name": "b", "port": 0}}},
-        "checks": [{"regex": "(a+)+"}],
+        "checks": [{"regex": "(a)\\1"}],
         "examplesFrom": "cm",
         "timeout": "later",
     }  # fmt: skip

@@ -4,10 +4,11 @@ The checks of a policy's `reproduction.checks` and of an example's `expect`:
 
 - `{contains: S}` / `{notContains: S}`: S is (is not) in the answer's text, case-sensitive
   (as promptfoo's `contains`); one is exactly the other's complement;
-- `{regex: R}`: Python `re.search` of R in the text. Guarded without a timeout: R is at
-  most MAX_PATTERN characters, and patterns that can backtrack exponentially are refused
-  (a quantified group that holds a quantifier or an alternative, backreferences); the
-  text searched is cut to MAX_REGEX_TEXT characters;
+- `{regex: R}`: a search for R in the text, in RE2 syntax (as Prometheus and Go): RE2
+  matches in time linear in the text, so no pattern a policy author writes can make it
+  backtrack, exponentially or polynomially (Python's `re` takes minutes for `.*.*c` on a
+  long answer). What RE2 lacks (backreferences, lookarounds) is refused with the reason;
+  R is at most MAX_PATTERN characters and the text searched is cut to MAX_REGEX_TEXT;
 - `{jsonPath: "$.a.b[0]", min?, max?, equals?}`: the value at that path of the answer's
   JSON (a JSON endpoint's body; for a chat endpoint, the message content when it is
   JSON) is present, within [min, max] (a number), and equal to `equals`;
@@ -21,11 +22,14 @@ judge that did not answer), never a pass.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
 from dataclasses import dataclass
 from typing import Any
+
+import re2
 
 from ..durations import parse_duration
 
@@ -86,7 +90,7 @@ def evaluate(
         found = value in answer.text
         return (not found), f"{'contains' if found else 'lacks'} {_short(value, 60)!r}"
     if kind == "regex":
-        found = re.search(value, answer.text[:MAX_REGEX_TEXT]) is not None
+        found = _compiled(value).search(answer.text[:MAX_REGEX_TEXT]) is not None
         return found, f"regex {_short(value, 60)!r} {'matches' if found else 'does not match'}"
     if kind == "maxLatency":
         limit = parse_duration(value).total_seconds()
@@ -142,59 +146,26 @@ def judge_problem(judge: Any) -> str:
 
 
 def regex_problem(pattern: Any) -> str:
-    """Why PATTERN is not a safe regex ('' if it is): bounded, compiles, no exponential shape."""
+    """Why PATTERN is not a regex we run ('' if it is): bounded, and RE2 compiles it."""
     if not isinstance(pattern, str) or not pattern:
         return "regex: give a non-empty pattern"
     if len(pattern) > MAX_PATTERN:
         return f"regex: longer than {MAX_PATTERN} characters"
     try:
-        re.compile(pattern)
-    except re.error as err:
-        return f"regex: does not compile ({err})"
-    shape = _backtracking(pattern)
-    if shape:
-        return f"regex: {shape}; it could take exponential time: simplify it"
+        _compiled(pattern)
+    except re2.error as err:
+        why = err.args[0].decode() if err.args and isinstance(err.args[0], bytes) else str(err)
+        return f"regex: not valid RE2 syntax ({why}); RE2 has no backreferences or lookarounds"
     return ""
 
 
-def _backtracking(pattern: str) -> str:
-    """A pattern shape that backtracks exponentially ('' if none found): a scan, not a parser."""
-    stack: list[dict[str, bool]] = [{"quantified": False, "alternative": False}]
-    i = 0
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "\\":
-            if i + 1 < len(pattern) and pattern[i + 1].isdigit():
-                return "a backreference"
-            i += 2
-            continue
-        if c == "[":  # a class: skip to its end (quantifiers inside are literals)
-            j = i + 1
-            if j < len(pattern) and pattern[j] == "^":
-                j += 1
-            if j < len(pattern) and pattern[j] == "]":
-                j += 1
-            while j < len(pattern) and pattern[j] != "]":
-                j += 2 if pattern[j] == "\\" else 1
-            i = j + 1
-            continue
-        if c == "(":
-            if pattern.startswith("(?P=", i):
-                return "a backreference"
-            stack.append({"quantified": False, "alternative": False})
-        elif c == ")" and len(stack) > 1:
-            inner = stack.pop()
-            after = pattern[i + 1 : i + 2]
-            if after in ("*", "+", "{") and (inner["quantified"] or inner["alternative"]):
-                return "a repeated group that holds a quantifier or an alternative"
-            if inner["quantified"] or after in ("*", "+", "{", "?"):
-                stack[-1]["quantified"] = True
-        elif c in "*+{":
-            stack[-1]["quantified"] = True
-        elif c == "|":
-            stack[-1]["alternative"] = True
-        i += 1
-    return ""
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is reported, not logged to stderr
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re2._Regexp:
+    return re2.compile(pattern, options=_RE2_OPTIONS)
 
 
 def parse_path(path: Any) -> list[str | int] | None:
