@@ -80,8 +80,8 @@ crds: cluster ## install the CRDs into the local control plane
 demo: crds ## the main job on the local control plane: an incident, triaged and mitigated
 	@hack/demo.sh $(KUBECONFIG_LOCAL) $(LOCAL)
 
-demo-down: ## stop the demo's operator
-	@if [ -f $(LOCAL)/operator.pid ]; then kill $$(cat $(LOCAL)/operator.pid) 2>/dev/null || true; rm -f $(LOCAL)/operator.pid; fi
+demo-down: ## stop the demo's operator and dashboard
+	@for p in operator dashboard; do if [ -f $(LOCAL)/$$p.pid ]; then kill $$(cat $(LOCAL)/$$p.pid) 2>/dev/null || true; rm -f $(LOCAL)/$$p.pid; fi; done
 
 lint: venv ## ruff lint and format check
 	@$(BIN)/ruff check operator tests benchmarks hack

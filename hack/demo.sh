@@ -6,6 +6,7 @@ set -euo pipefail
 export KUBECONFIG=$(realpath "$1")
 local_dir=$2
 webhook_port=${DEMO_WEBHOOK_PORT:-18080}
+dashboard_port=${DEMO_DASHBOARD_PORT:-3100}
 k() { kubectl "$@"; }
 
 if [ -f "$local_dir/operator.pid" ] && kill -0 "$(cat "$local_dir/operator.pid")" 2>/dev/null; then
@@ -32,6 +33,23 @@ else
     curl -fs "http://127.0.0.1:$webhook_port/readyz" >/dev/null && break
     sleep 0.5
   done
+fi
+
+# The dashboard, with this kubeconfig (your rights): left running beside the operator.
+if [ -f "$local_dir/dashboard.pid" ] && kill -0 "$(cat "$local_dir/dashboard.pid")" 2>/dev/null; then
+  echo ">> dashboard already running (pid $(cat "$local_dir/dashboard.pid"))"
+elif ! .venv/bin/python -c "import socket; socket.socket().bind(('127.0.0.1', $dashboard_port))" 2>/dev/null; then
+  echo "make demo: port $dashboard_port is in use by another program; choose another with DEMO_DASHBOARD_PORT=PORT make demo" >&2
+  exit 1
+else
+  nohup .venv/bin/aiincident dashboard -A --listen "127.0.0.1:$dashboard_port" \
+    >"$local_dir/dashboard.log" 2>&1 &
+  echo $! >"$local_dir/dashboard.pid"
+  for _ in $(seq 1 60); do
+    curl -fs "http://127.0.0.1:$dashboard_port/" >/dev/null && break
+    sleep 0.5
+  done
+  echo ">> the dashboard: http://127.0.0.1:$dashboard_port/ (log: $local_dir/dashboard.log)"
 fi
 
 echo ">> the model workload, its fallback and a policy (examples/demo/)"
@@ -77,8 +95,9 @@ echo
 echo "== From monitoring: Prometheus -> Alertmanager -> the operator's webhook"
 .venv/bin/python hack/demo_pipeline.py demo "http://127.0.0.1:$webhook_port/api/v1/alerts" "$local_dir/webhook-token"
 cat <<TXT
-The operator keeps running in the background (webhook http://127.0.0.1:$webhook_port). Try:
+The operator keeps running in the background (webhook http://127.0.0.1:$webhook_port).
+The dashboard: http://127.0.0.1:$dashboard_port/ (aiincident dashboard -A, with this kubeconfig). Try:
   export KUBECONFIG=$KUBECONFIG
   kubectl get aii -A ; kubectl describe aii -n demo chat-harmful-output
-Stop it with 'make demo-down'; stop the control plane with 'make cluster-down'.
+Stop them with 'make demo-down'; stop the control plane with 'make cluster-down'.
 TXT

@@ -12,6 +12,7 @@ packages=(
   prometheus prometheus-alertmanager     # real monitoring for the e2e tests; promtool and
                                          # amtool check deploy/ in the unit tests
   lua5.4                                 # runs the Argo CD health checks (docs/argocd-health*.lua)
+  chromium                               # the dashboard's browser tests (Playwright drives it)
 )
 
 missing=()

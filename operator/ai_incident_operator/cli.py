@@ -25,13 +25,19 @@ if TYPE_CHECKING:
     from .intake.server import Intake
 
 # Modules that add sub-commands: each has `add_commands(subparsers)`.
-COMMAND_MODULES: tuple[str, ...] = ("validation", "reports", "evals", "regulatory_report")
+COMMAND_MODULES: tuple[str, ...] = (
+    "validation",
+    "reports",
+    "evals",
+    "regulatory_report",
+    "dashboard",
+)
 
 
 def _run(args: argparse.Namespace) -> int:
     import kopf
 
-    from . import handlers, memory, metrics  # noqa: F401 - register the kopf handlers, metrics
+    from . import dashboard, handlers, memory, metrics  # noqa: F401 - register the kopf handlers, metrics
     from .intake import server as webhook
 
     memory.limit_arenas()  # before any thread starts
@@ -61,6 +67,11 @@ def _run(args: argparse.Namespace) -> int:
     except bounds.BoundsError as err:
         print(f"aiincident: {err}", file=sys.stderr)
         return 2
+    try:  # a dashboard that cannot start as asked stops the start
+        dashboard.check_operator_args(args)
+    except ValueError as err:
+        print(f"aiincident: {err}", file=sys.stderr)
+        return 2
     kube.load_config()
     liveness = f"http://{_bindable(args.liveness_listen)}/healthz" if args.liveness_listen else None
 
@@ -69,6 +80,7 @@ def _run(args: argparse.Namespace) -> int:
         # sized so that an alert storm is not held to a handful of deliveries at once.
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=16))
         server = await webhook.start(settings) if settings else None
+        board = await dashboard.serve_from_operator(args) if args.dashboard_listen else None
         stopping = asyncio.Event()  # a signal asked the operator to stop (not a kopf failure)
 
         # The webhook serves on kopf's loop and outlives a failed kopf run; on shutdown it
@@ -88,6 +100,8 @@ def _run(args: argparse.Namespace) -> int:
         finally:
             if server:
                 await server.stop()
+            if board:
+                await board.cleanup()
 
     try:
         return _run_loop(operate())
@@ -255,6 +269,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="what namespaced MitigationPolicies may ask (YAML; default: $AIINCIDENT_TENANT_BOUNDS, "
         "else the safe defaults: no sidecars, no images, inference env keys, labelled fallbacks)",
+    )
+    run.add_argument(
+        "--dashboard-listen",
+        metavar="HOST:PORT",
+        default="",
+        help="also serve the dashboard here, with the operator's credentials: read-only "
+        "unless --dashboard-token-file is given (default: off)",
+    )
+    run.add_argument(
+        "--dashboard-token-file",
+        metavar="PATH",
+        help="the token a dashboard form must carry to write (approve, ack, resolve, review)",
     )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(func=_run)

@@ -21,7 +21,7 @@ from typing import Any
 
 import kubernetes
 
-from . import API_VERSION, evals, kube, review, workloads
+from . import API_VERSION, evals, incident_writes, kube, review, workloads
 from .conditions import INCIDENT_CONDITION_TYPES
 from .errors import APIError, Conflict, NotFound
 from .intake.mapping import CATEGORIES, SOURCE_LABEL
@@ -132,6 +132,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="file each open action item as an issue with the policy's Ticket tracker "
         "(once each; the URLs go to status.tickets)",
+    )
+    review_cmd.add_argument(
+        "--complete",
+        action="store_true",
+        help="mark the review complete (spec.review.completed): the operator closes the incident",
     )
     review_cmd.set_defaults(func=_command(_review))
 
@@ -541,8 +546,7 @@ def _approve(args: argparse.Namespace) -> int:
     incident = _get(args.namespace, args.name)
     who = args.by or kube.current_user()
     # Who approved is kept in spec; the operator puts it in the timeline and condition.
-    spec = {"approved": True, "approvedBy": who}
-    kube.patch(Ref("AIIncident", args.namespace, args.name), {"spec": spec})
+    kube.patch(Ref("AIIncident", args.namespace, args.name), incident_writes.approve(who))
     phase = (incident.get("status") or {}).get("phase")
     note = (
         ""
@@ -558,8 +562,7 @@ def _ack(args: argparse.Namespace) -> int:
     who = args.by or kube.current_user()
     at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     # Kept in spec; the operator sets Acknowledged and tells PagerDuty / Opsgenie.
-    kube.patch(Ref("AIIncident", args.namespace, args.name),
-               {"spec": {"acknowledged": {"by": who, "at": at}}})  # fmt: skip
+    kube.patch(Ref("AIIncident", args.namespace, args.name), incident_writes.acknowledge(who, at))
     earlier = (incident.get("spec") or {}).get("acknowledged") or {}
     note = f" (it was acknowledged by {earlier.get('by') or 'someone'} before)" if earlier else ""
     print(f"aiincident {args.namespace}/{args.name} acknowledged by {who}{note}")
@@ -568,15 +571,9 @@ def _ack(args: argparse.Namespace) -> int:
 
 def _resolve(args: argparse.Namespace) -> int:
     _get(args.namespace, args.name)
-    resolution: dict[str, Any] = {"requested": True}
-    if args.root_cause:
-        resolution["rootCause"] = args.root_cause
-    if args.fix:
-        resolution["fix"] = args.fix
-    resolution["by"] = args.by or kube.current_user()
-    if args.skip_verification:
-        resolution["skipVerification"] = True
-    kube.patch(Ref("AIIncident", args.namespace, args.name), {"spec": {"resolution": resolution}})
+    who = args.by or kube.current_user()
+    write = incident_writes.resolve(who, args.root_cause, args.fix, args.skip_verification)
+    kube.patch(Ref("AIIncident", args.namespace, args.name), write)
     print(
         f"aiincident {args.namespace}/{args.name}: resolution requested; the operator undoes its mitigations"
     )
@@ -588,6 +585,16 @@ def _resolve(args: argparse.Namespace) -> int:
 
 def _review(args: argparse.Namespace) -> int:
     incident = _get(args.namespace, args.name)
+    if getattr(args, "complete", False):
+        if not (incident.get("status") or {}).get("reviewRef"):
+            phase = (incident.get("status") or {}).get("phase") or "Pending"
+            raise Failure(
+                f"AIIncident {args.namespace}/{args.name} has no review to complete yet "
+                f"(phase {phase}): resolve it first"
+            )
+        kube.patch(Ref("AIIncident", args.namespace, args.name), incident_writes.complete_review())
+        print(f"aiincident {args.namespace}/{args.name}: review complete; the operator closes it")
+        return 0
     if getattr(args, "file_action_items", False):
         from .actions import ticket
 

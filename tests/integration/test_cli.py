@@ -132,6 +132,11 @@ def test_report_list_describe_resolve(namespace, operator):
     assert "ScaleToZero on Deployment/chat-llm: Reverted" in text
     assert "  root cause: prompt template v42" in text
 
+    completed = aiincident("review", name, "-n", namespace, "--complete")
+    assert completed.returncode == 0, completed.stderr
+    assert get_incident(namespace, name)["spec"]["review"] == {"completed": True}
+    phase_is(namespace, name, "Closed")
+
 
 def test_approve_lets_a_response_that_needs_approval_go_ahead(namespace, operator):
     setup_model(namespace, require_approval=True)
