@@ -114,7 +114,9 @@ def test_an_incident_appears_live_is_approved_and_its_phase_changes(namespace, o
         # The phase changes on the page by itself, as the operator scales the model down.
         page.locator("#live .phase", has_text="Mitigated").wait_for(timeout=20_000)
         assert kube.get(Ref("Deployment", ns, "chat-llm"))["spec"]["replicas"] == 0
-        page.get_by_role("cell", name="/spec/replicas").wait_for(timeout=10_000)  # before/after
+        page.get_by_role("rowheader", name="/spec/replicas").wait_for(
+            timeout=10_000
+        )  # before/after
         OUTPUT.mkdir(parents=True, exist_ok=True)
         shot = OUTPUT / "dashboard-incident.png"
         page.screenshot(path=str(shot), full_page=True)
@@ -159,9 +161,9 @@ def test_a_user_without_rights_sees_the_refusal(namespace, operator, browser, tm
         page = browser.new_page()
         page.goto(f"{dashboard.url}/incidents/{ns}/leak")
         page.get_by_role("button", name="Acknowledge: I have it").click()
-        alert = page.get_by_role("alert")
-        alert.get_by_text("403 Forbidden").wait_for(timeout=10_000)
-        assert "cannot patch" in alert.inner_text()
+        refusal = page.get_by_role("alert").filter(has_text="The apiserver refused to acknowledge")
+        refusal.wait_for(timeout=10_000)
+        assert "403 Forbidden" in refusal.inner_text() and "cannot patch" in refusal.inner_text()
         assert not get_incident(ns, "leak")["spec"].get("acknowledged")
     finally:
         dashboard.stop()
@@ -170,7 +172,7 @@ def test_a_user_without_rights_sees_the_refusal(namespace, operator, browser, tm
 def test_it_reads_without_javascript_and_refuses_other_hosts_and_stale_forms(namespace, operator):
     ns = namespace
     setup_model(ns)
-    create_incident(ns, "drift", {"category": "ModelDrift", "severity": 3,
+    create_incident(ns, "drift", {"category": "AccuracyDegradation", "severity": 3,
                                   "target": {"name": "chat-llm"}})  # fmt: skip
     dashboard = DashboardProcess(ns)
     try:

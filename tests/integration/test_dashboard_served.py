@@ -53,7 +53,9 @@ def _csrf(page: str) -> str:
 
 def test_without_a_token_it_is_read_only(solo_namespace, tmp_path):
     ns = solo_namespace
-    create_incident(ns, "drift", {"category": "ModelDrift", "severity": 3, "target": {"name": "x"}})
+    create_incident(
+        ns, "drift", {"category": "AccuracyDegradation", "severity": 3, "target": {"name": "x"}}
+    )
     proc, url = _served(ns, tmp_path, token=None)
     try:
         page = wait_for(
@@ -69,7 +71,9 @@ def test_without_a_token_it_is_read_only(solo_namespace, tmp_path):
 
 def test_with_a_token_a_write_needs_it_and_records_the_name(solo_namespace, tmp_path):
     ns = solo_namespace
-    create_incident(ns, "drift", {"category": "ModelDrift", "severity": 3, "target": {"name": "x"}})
+    create_incident(
+        ns, "drift", {"category": "AccuracyDegradation", "severity": 3, "target": {"name": "x"}}
+    )
     proc, url = _served(ns, tmp_path, token="s3cret-token")
     try:
         page = wait_for(lambda: (p := _get(f"{url}/incidents/{ns}/drift")) and "<form" in p and p)

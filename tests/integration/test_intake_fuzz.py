@@ -176,12 +176,14 @@ def fuzz_namespaces(cluster) -> Iterator[tuple[str, str]]:
 
 # A volume test: 10,000 real requests (each valid one a few apiserver round trips) take
 # longer than the suite's per-test default on a busy 2-core machine; not a wait for a race.
-@pytest.mark.timeout(max(300, BODIES // 5))  # a volume of requests, not a wait on a race
+@pytest.mark.timeout(max(300, BODIES // 3))  # a volume of requests, not a wait on a race
 def test_fuzzed_bodies_give_no_5xx_and_memory_comes_back(fuzz_namespaces):
     target, home = fuzz_namespaces
     proc = OperatorProcess(
         "intake-fuzz", "--namespace", target, "--namespace", home,
-        env={**OPERATOR_ENV, "AIINCIDENT_NAMESPACE": home},
+        # The production resync (15 s), not the suite's 2 s: hundreds of open incidents
+        # re-reconciled every 2 s load the apiserver with what this test does not measure.
+        env={**OPERATOR_ENV, "AIINCIDENT_NAMESPACE": home, "AIINCIDENT_RESYNC_SECONDS": "15"},
     ).start()  # fmt: skip
     try:
         wait_for(proc.webhook_ready, 30, f"webhook ready (log: {proc.log_path})")
@@ -196,6 +198,8 @@ def test_fuzzed_bodies_give_no_5xx_and_memory_comes_back(fuzz_namespaces):
                 status = clients[i].post(*fuzzers[i].body())
                 with lock:
                     codes[status] += 1
+                    if sum(codes.values()) % 1000 == 0:  # progress, for the long run
+                        print(f"{sum(codes.values())} bodies: {dict(codes)}", flush=True)
 
         def run(total: int) -> None:
             threads = [threading.Thread(target=send, args=(i, total // CLIENTS)) for i in range(CLIENTS)]  # fmt: skip
