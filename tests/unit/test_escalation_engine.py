@@ -216,7 +216,7 @@ def test_a_pass_while_this_process_is_sending_leaves_the_claim_alone(hook):
         if not claims:
             return real(api, claims, amend)
         # Another pass runs after the claim's write and before the post's outcome.
-        assert escalation._busy((uid, 1, 1))
+        assert escalation._busy((uid, 1, 1, escalation.PAGE))
         inner.append(scene.run(timedelta(minutes=10, seconds=1)))
         real(api, claims, amend)
 
@@ -228,3 +228,60 @@ def test_a_pass_while_this_process_is_sending_leaves_the_claim_alone(hook):
     assert inner and scene.escalations() == [(1, "Sent")]
     assert not scene.warnings("EscalationUnknown")
     assert len(hook.bodies["/leadership"]) == 1
+
+
+def test_the_levels_that_paged_are_told_it_is_resolved_once(hook, monkeypatch):
+    """Leadership's PagerDuty alert must not stay open after the incident is over."""
+    scene = Scene(hook.url, [ACKNOWLEDGED])
+    scene.run(timedelta(0))
+    scene.run(timedelta(minutes=10))
+    assert scene.escalations() == [(1, "Sent")]
+    scene.edit(resolution={"requested": True})
+    scene.run(timedelta(minutes=20))
+    assert scene.status()["phase"] == "Resolved"
+    scene.run(timedelta(minutes=21))
+    restart(monkeypatch)
+    scene.run(timedelta(minutes=22))
+    assert [b["event"] for b in hook.bodies["/leadership"]] == ["escalation", "resolved"]
+    assert hook.bodies["/boss"][-1]["text"].startswith("[RESOLVED] prod/harm")
+    assert len(hook.bodies["/boss"]) == 2
+    (entry,) = scene.status()["escalations"]
+    assert (entry["state"], entry["resolve"]) == ("Sent", "Sent") and entry["resolvedAt"]
+    assert scene.timeline("EscalationResolved") == [
+        "escalation level 1: resolved sent to leadership, boss"
+    ]
+
+
+def test_a_skipped_level_is_not_told_anything(hook):
+    scene = Scene(hook.url, [ACKNOWLEDGED])
+    scene.run(timedelta(0))
+    scene.edit(acknowledged={"by": "alice"})
+    scene.run(timedelta(minutes=10))
+    scene.edit(resolution={"requested": True})
+    scene.run(timedelta(minutes=20))
+    assert scene.escalations() == [(1, "Skipped")]
+    assert "resolve" not in scene.status()["escalations"][0]
+    assert "/leadership" not in hook.bodies
+
+
+def test_a_crash_while_telling_a_level_it_is_resolved_is_said_not_repeated(hook, monkeypatch):
+    scene = Scene(hook.url, [ACKNOWLEDGED])
+    scene.run(timedelta(0))
+    scene.run(timedelta(minutes=10))
+    real = escalation.send
+
+    def dies(api: Any, claims: list, amend: Any) -> None:
+        if claims:
+            raise KeyboardInterrupt  # killed after the claim's write, before the post
+
+    monkeypatch.setattr(escalation, "send", dies)
+    scene.edit(resolution={"requested": True})
+    with pytest.raises(KeyboardInterrupt):
+        scene.run(timedelta(minutes=20))
+    assert scene.status()["escalations"][0]["resolve"] == "Sending"
+    restart(monkeypatch)
+    monkeypatch.setattr(escalation, "send", real)
+    scene.run(timedelta(minutes=21))
+    assert scene.status()["escalations"][0]["resolve"] == "Unknown"
+    assert [b["event"] for b in hook.bodies["/leadership"]] == ["escalation"]
+    assert scene.warnings("EscalationUnknown")

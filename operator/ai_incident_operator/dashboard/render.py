@@ -140,8 +140,9 @@ def _waiting(status: Body) -> str:
 def incident_rows(incidents: Iterable[Body], show_namespace: bool) -> str:
     """The live region of the list: open incidents first, worst first, oldest first."""
     ordered = sorted(incidents, key=_open_first)
-    open_ = [i for i in ordered if (i.get("status") or {}).get("phase") not in DONE_PHASES]
-    done = [i for i in ordered if i not in open_]
+    open_, done = [], []
+    for i in ordered:
+        (done if (i.get("status") or {}).get("phase") in DONE_PHASES else open_).append(i)
     header = ["Severity", "Incident", "Phase", "Age", "Target", "Acknowledged", "Waiting for"]
     if show_namespace:
         header.insert(1, "Namespace")

@@ -23,6 +23,11 @@ the page may or may not have gone out, and it is never sent again; it becomes `U
 with a warning Event, so a person can check. A page to leadership sent twice is the
 failure the issue rules out; a possibly lost one is said, loudly.
 
+Once the incident is resolved, each level that paged is told so (PagerDuty `resolve`,
+Opsgenie close, a short "resolved" elsewhere), once, under the same claim: the entry's
+`resolve` is written `Sending`, then posted, then `Sent` / `Failed` (`Unknown` after a
+crash in between; not sent again).
+
 `plan` and `problems` are pure; `escalate` is the engine's hook in the pass, `claim` and
 `send` run around the status write (engine.reconcile).
 """
@@ -178,20 +183,27 @@ def problems(spec: Body) -> list[str]:
 
 # --- The engine's hook ---------------------------------------------------------------------
 
-# (incident uid, severity, level) being posted by a thread of this process right now.
-_in_flight: set[tuple[str, int, int]] = set()
+# (incident uid, severity, level, PAGE | RESOLVE) being posted by a thread of this process.
+_in_flight: set[tuple[str, int, int, str]] = set()
 _in_flight_lock = threading.Lock()
+PAGE, RESOLVE = "page", "resolve"  # what a claim posts: the level's page, or its "resolved"
+RESOLVE_FIELD = "resolve"  # in an entry: the state of its "resolved" (Sending | Sent | ...)
 
 
 @dataclass
 class Claim:
-    """A level whose `Sending` entry was written: what `send` needs, outside the lock."""
+    """A level whose `Sending` entry (or `resolve: Sending`) was written: what `send` needs,
+    outside the lock."""
 
-    key: tuple[str, int, int]
+    key: tuple[str, int, int, str]
     entry: Body
     incident: Body  # with the status as written
     policy_spec: Body
     tenant: str | None
+
+    @property
+    def resolving(self) -> bool:
+        return self.key[3] == RESOLVE
 
 
 def _uid(ctx: Any) -> str:
@@ -217,7 +229,8 @@ def escalate(ctx: Any, response: Body, severity: int, dry_run: bool) -> None:
     entries: list[Body] = [dict(e) for e in ctx.status.get(FIELD) or []]
     uid = _uid(ctx)
     for entry in entries:
-        key = (uid, entry.get("severity"), entry.get("level"))
+        key = (uid, entry.get("severity"), entry.get("level"), PAGE)
+        _unknown_resolve(ctx, entry, (*key[:3], RESOLVE))
         if entry.get("state") == SENDING and not _busy(key):
             entry["state"] = UNKNOWN
             entry["message"] = (
@@ -227,8 +240,14 @@ def escalate(ctx: Any, response: Body, severity: int, dry_run: bool) -> None:
             )
             ctx.say("EscalationUnknown", f"escalation level {entry.get('level')}: "
                     f"{entry['message']}", warning=True)  # fmt: skip
-    # A resolved incident pages nobody any more, whatever its levels say.
-    ladder = [] if ctx.status.get("phase") in RESOLVED_PHASES else levels(response)
+    # A resolved incident pages nobody any more, whatever its levels say; the levels that
+    # paged are told it is resolved (PagerDuty resolve, Opsgenie close), once each.
+    resolved = ctx.status.get("phase") in RESOLVED_PHASES
+    if resolved and not dry_run:
+        for entry in entries:
+            if entry.get("state") == SENT and not entry.get(RESOLVE_FIELD):
+                entry[RESOLVE_FIELD] = SENDING
+    ladder = [] if resolved else levels(response)
     if ladder and not dry_run:
         detected = since(ctx.status, ctx.body, ctx.now)
         done = {e.get("level") for e in entries if e.get("severity") == severity}
@@ -257,7 +276,16 @@ def _entry(
     return entry
 
 
-def _busy(key: tuple[str, int, int]) -> bool:
+def _unknown_resolve(ctx: Any, entry: Body, key: tuple[str, int, int, str]) -> None:
+    if entry.get(RESOLVE_FIELD) != SENDING or _busy(key):
+        return
+    entry[RESOLVE_FIELD] = UNKNOWN
+    ctx.say("EscalationUnknown", f"escalation level {entry.get('level')}: the operator stopped "
+            f"while telling {', '.join(entry.get('channels') or [])} the incident is resolved; "
+            "it may not have gone out, and is not sent again", warning=True)  # fmt: skip
+
+
+def _busy(key: tuple[str, int, int, str]) -> bool:
     with _in_flight_lock:
         return key in _in_flight
 
@@ -269,23 +297,25 @@ def claim(ctx: Any, before: Body) -> list[Claim]:
     if ctx.api.read_only:
         return []
     was = {
-        (e.get("severity"), e.get("level"))
+        (e.get("severity"), e.get("level"), what)
         for e in before.get(FIELD) or []
-        if e.get("state") == SENDING
+        for what, sending in ((PAGE, e.get("state")), (RESOLVE, e.get(RESOLVE_FIELD)))
+        if sending == SENDING
     }
     uid = _uid(ctx)
     from .. import egress
 
     tenant = egress.scope_of_ref(ctx.status.get("policyRef"), ctx.namespace)
     claims = []
+    incident = {**ctx.body, "status": ctx.status}
     for entry in ctx.status.get(FIELD) or []:
-        if entry.get("state") != SENDING or (entry["severity"], entry["level"]) in was:
-            continue
-        key = (uid, entry["severity"], entry["level"])
-        with _in_flight_lock:
-            _in_flight.add(key)
-        incident = {**ctx.body, "status": ctx.status}
-        claims.append(Claim(key, dict(entry), incident, ctx.policy_spec, tenant))
+        for what, sending in ((PAGE, entry.get("state")), (RESOLVE, entry.get(RESOLVE_FIELD))):
+            if sending != SENDING or (entry["severity"], entry["level"], what) in was:
+                continue
+            key = (uid, entry["severity"], entry["level"], what)
+            with _in_flight_lock:
+                _in_flight.add(key)
+            claims.append(Claim(key, dict(entry), incident, ctx.policy_spec, tenant))
     return claims
 
 
@@ -307,20 +337,26 @@ def send(api: Any, claims: list[Claim], amend: Callable[[Callable[[Any], None]],
     status with AMEND (engine.amend for this incident). Runs outside the incident's lock."""
     if not claims:
         return
-    from ..actions import notify
+    from ..actions import notify, pages
 
     outcomes: list[tuple[Claim, list[notify.Delivery]]] = []
     try:
         for claimed in claims:
             about = page(claimed)
+
+            def body(channel: Body, about: Body = about, claimed: Claim = claimed) -> Any:
+                fmt = channel.get("format", "Generic")
+                if claimed.resolving:
+                    return notify.request(fmt, pages.RESOLVE, claimed.incident)
+                return notify.escalation_payload(fmt, claimed.incident, about)
+
+            what = "escalation-resolve" if claimed.resolving else "escalation"
             deliveries = notify.deliver(
                 api,
                 list(claimed.entry["channels"]),
                 claimed.policy_spec,
-                lambda channel, about=about, claimed=claimed: notify.escalation_payload(
-                    channel.get("format", "Generic"), claimed.incident, about
-                ),
-                memo=(claimed.key[0], f"escalation-{claimed.key[1]}-{claimed.key[2]}"),
+                body,
+                memo=(claimed.key[0], f"{what}-{claimed.key[1]}-{claimed.key[2]}"),
                 tenant=claimed.tenant,
             )
             outcomes.append((claimed, deliveries))
@@ -357,6 +393,13 @@ def _record(
         entries.append(entry)
     failed = any(not d.ok for d in deliveries) or not deliveries
     channels = ", ".join(claimed.entry["channels"])
+    if claimed.resolving:
+        outcome = report(deliveries, "resolved sent to")
+        entry.update({RESOLVE_FIELD: FAILED if failed else SENT, "resolvedAt": now_iso(ctx.now)})
+        words = f"escalation level {level}: {outcome}"
+        ctx.say("EscalationResolveFailed" if failed else "EscalationResolved", words,
+                warning=failed)  # fmt: skip
+        return
     words = f"escalated to {channels}: {claimed.entry['message']}"
     outcome = report(deliveries, "paged")
     entry.update(state=FAILED if failed else SENT, sentAt=now_iso(ctx.now), result=outcome)

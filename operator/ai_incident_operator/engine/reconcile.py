@@ -123,6 +123,8 @@ def advance(ctx: IncidentContext) -> None:
     status["observedGeneration"] = ctx.generation
     if status.get("phase") in ("Resolved", "Closed"):
         close_if_reviewed(ctx)
+        # Its levels' "resolved" (claimed when it was resolved): a crash mid-post is said.
+        escalation.escalate(ctx, {}, status.get("severity") or 0, dry_run=False)
         return
 
     # Targets: the incident's own namespace only.
