@@ -180,6 +180,8 @@ def test_it_reads_without_javascript_and_refuses_other_hosts_and_stale_forms(nam
             html = answer.read().decode()
             assert "script-src 'self'" in answer.headers["Content-Security-Policy"]
         assert "<h1>drift" in html and "Timeline" in html and 'name="csrf"' in html
+        policies = urllib.request.urlopen(f"{dashboard.url}/policies", timeout=10).read().decode()
+        assert "<td>chat</td>" in policies and '<span class="cond True">True</span>' in policies
         # A DNS name that points at 127.0.0.1 is not this dashboard's host (DNS rebinding).
         rebound = urllib.request.Request(f"{dashboard.url}/", headers={"Host": "evil.example:80"})
         with pytest.raises(urllib.error.HTTPError) as refused:

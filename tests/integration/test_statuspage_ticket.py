@@ -2,7 +2,7 @@
 
 - A severity-1 incident opens an incident on a status page that speaks Atlassian
   Statuspage's incidents API, with the policy's user-facing words only; it is updated
-  once mitigated and resolved on resolution, and an operator restart in between opens
+  once mitigated, monitoring while resolution is verified and resolved at the end, and an operator restart in between opens
   nothing twice.
 - A severity-3 incident files one GitHub issue; its URL lands in `status.tickets`, and
   an operator restart does not file it again.
@@ -212,6 +212,7 @@ def test_a_severity_1_status_page_is_told_updated_and_resolved(
     assert [(m, p, (b or {}).get("incident", {}).get("status")) for m, p, _, b in requests] == [
         ("POST", "/v1/pages/PAGE/incidents", "investigating"),
         ("PATCH", "/v1/pages/PAGE/incidents/sp1", "identified"),
+        ("PATCH", "/v1/pages/PAGE/incidents/sp1", "monitoring"),  # while recovery is verified
         ("PATCH", "/v1/pages/PAGE/incidents/sp1", "resolved"),
     ]
     method, path, headers, body = requests[-1]

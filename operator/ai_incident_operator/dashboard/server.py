@@ -165,7 +165,7 @@ class Dashboard:
                     await response.write(b": keepalive\n\n")
                     continue
                 await asyncio.sleep(COALESCE)
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionResetError:  # the browser went away
             pass
         return response
 

@@ -48,8 +48,10 @@ def resolve(ctx: IncidentContext, why: tuple[str, str], steps: list[Step], dry_r
     ctx.enter("Resolving", f"{message}: verifying recovery, then undoing")
     held = bool(ctx.held()) or bool(holdings(ctx))
     if held and not _capacity_back(ctx):
+        _tell_users_it_is_monitored(ctx, steps, dry_run)
         return
     if held and not _skipped(ctx) and not (workloads_ready(ctx) and verified(ctx)):
+        _tell_users_it_is_monitored(ctx, steps, dry_run)
         if ctx.status.pop("undoStep", None) is not None:
             ctx.status.pop("undoStepAt", None)
             traffic = [s for s in steps if s.action.type == "TrafficShift"]
@@ -60,6 +62,7 @@ def resolve(ctx: IncidentContext, why: tuple[str, str], steps: list[Step], dry_r
             ctx.api.event(ctx.body, "UndoAborted", f"{words}. {detail}".strip(), warning=True)
         return
     if held and not undo_traffic_stepwise(ctx):
+        _tell_users_it_is_monitored(ctx, steps, dry_run)
         return  # more steps to go, after stepInterval
     failures = revert(ctx, keep=set(), sweep=True)
     if failures:
@@ -82,6 +85,20 @@ def resolve(ctx: IncidentContext, why: tuple[str, str], steps: list[Step], dry_r
         ctx.condition("Reviewed", False, "ReviewPending", f"post-incident review due by {due}")
     write_review(ctx)
     close_if_reviewed(ctx)
+
+
+def _tell_users_it_is_monitored(ctx: IncidentContext, steps: list[Step], dry_run: bool) -> None:
+    """A status page in force says `monitoring` while resolution waits (capacity, readiness,
+    verification, traffic steps): StatusPage's step for Resolving. A resolution done in one
+    pass goes straight to `resolved`, sent with the last words. Only pages opened:
+    resolution never opens one."""
+    opened = [
+        s for s in steps
+        if s.action.type == "StatusPage"
+        and (ctx.entries.get(s.id) or {}).get("state") == "Applied"
+    ]  # fmt: skip
+    if opened:
+        apply(ctx, opened, dry_run)
 
 
 def _last_to_go(ctx: IncidentContext) -> set[EntryId]:
