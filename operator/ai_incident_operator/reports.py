@@ -583,15 +583,22 @@ def _resolve(args: argparse.Namespace) -> int:
 # --- review -------------------------------------------------------------------------------
 
 
+def _review_ref(args: argparse.Namespace, incident: dict[str, Any]) -> dict[str, Any]:
+    """The incident's reviewRef; a Failure that says why there is none yet."""
+    ref = (incident.get("status") or {}).get("reviewRef")
+    if not ref:
+        phase = (incident.get("status") or {}).get("phase") or "Pending"
+        raise Failure(
+            f"AIIncident {args.namespace}/{args.name} has no review yet (phase {phase}): "
+            "the operator writes it when the incident is resolved"
+        )
+    return ref
+
+
 def _review(args: argparse.Namespace) -> int:
     incident = _get(args.namespace, args.name)
     if getattr(args, "complete", False):
-        if not (incident.get("status") or {}).get("reviewRef"):
-            phase = (incident.get("status") or {}).get("phase") or "Pending"
-            raise Failure(
-                f"AIIncident {args.namespace}/{args.name} has no review to complete yet "
-                f"(phase {phase}): resolve it first"
-            )
+        _review_ref(args, incident)
         kube.patch(Ref("AIIncident", args.namespace, args.name), incident_writes.complete_review())
         print(f"aiincident {args.namespace}/{args.name}: review complete; the operator closes it")
         return 0
@@ -603,13 +610,7 @@ def _review(args: argparse.Namespace) -> int:
                 print(line, file=sys.stderr)  # stdout stays the review document
         except ticket.PageError as err:
             raise Failure(str(err)) from None
-    ref = (incident.get("status") or {}).get("reviewRef")
-    if not ref:
-        phase = (incident.get("status") or {}).get("phase") or "Pending"
-        raise Failure(
-            f"AIIncident {args.namespace}/{args.name} has no review yet (phase {phase}): "
-            "the operator writes it when the incident is resolved"
-        )
+    ref = _review_ref(args, incident)
     document = kube.get(Ref("ConfigMap", args.namespace, ref["name"]))
     if document is None or review.KEY not in (document.get("data") or {}):
         raise Failure(f"ConfigMap {args.namespace}/{ref['name']} with the review is missing")

@@ -9,7 +9,6 @@ and sees the apiserver's refusal on the page.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -21,13 +20,12 @@ from pathlib import Path
 
 import kubernetes
 import pytest
-import yaml
 
 from ai_incident_operator import kube
 from ai_incident_operator.kube import Ref
 from ai_incident_operator.localcluster import free_port
 
-from kit import create_incident, deployment, get_incident, policy_body, wait_for
+from kit import create_incident, deployment, get_incident, policy_body, sa_kubeconfig, wait_for
 
 pytestmark = pytest.mark.e2e
 LABELS = {"app.kubernetes.io/part-of": "dashboard"}
@@ -139,16 +137,7 @@ def _reader_kubeconfig(ns: str, tmp_path: Path) -> Path:
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "incident-reader"},
         "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": ns}],
     })  # fmt: skip
-    answer = core.create_namespaced_service_account_token(
-        "reader", ns, {"spec": {"expirationSeconds": 3600}}
-    )
-    config = yaml.safe_load(Path(os.environ["KUBECONFIG"]).read_text())
-    config["users"] = [{"name": "reader", "user": {"token": answer.status.token}}]
-    for context in config["contexts"]:
-        context["context"].update(user="reader", namespace=ns)
-    path = tmp_path / "reader-kubeconfig"
-    path.write_text(json.dumps(config))
-    return path
+    return sa_kubeconfig(None, ns, "reader", tmp_path / "reader-kubeconfig")  # a real token
 
 
 def test_a_user_without_rights_sees_the_refusal(namespace, operator, browser, tmp_path):

@@ -150,10 +150,16 @@ class Dashboard:
         )
         await response.prepare(request)
         sent = None
+        seen: str | None = None  # the incident's resourceVersion last rendered
         try:
             while True:
                 if view == "incident":
-                    html = await self._incident_region(namespace, name)
+                    # Any incident's change wakes every stream: this one renders (and reads
+                    # the objects its mitigations changed) only when its own incident did.
+                    incident = self.incidents.get(namespace, name)
+                    version = (incident or {}).get("metadata", {}).get("resourceVersion")
+                    html = None if version == seen else await self._incident_region(incident)
+                    seen = version
                 else:
                     html = render.incident_rows(
                         self.incidents.snapshot(), len(self.settings.namespaces) != 1
@@ -169,9 +175,7 @@ class Dashboard:
             pass
         return response
 
-    async def _incident_region(self, namespace: str, name: str) -> str | None:
-        assert self.incidents is not None
-        incident = self.incidents.get(namespace, name)
+    async def _incident_region(self, incident: dict[str, Any] | None) -> str | None:
         if incident is None:
             return None
         fields = await asyncio.to_thread(changed_fields, incident)
