@@ -101,7 +101,8 @@ test-unit: venv system-deps ## the pure core, no cluster (promtool and amtool ch
 TEST_WORKERS ?= $(if $(filter 1,$(USE_EXISTING_CLUSTER)),0,2)
 
 test: deps lint ## lint, unit, integration and e2e tests against a real control plane
-	@$(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --durations=15 tests
+	@$(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --durations=15 \
+	  --junitxml=test-output/junit.xml tests
 
 bench: deps ## benchmarks; figures in bench-results/
 	@$(BIN)/python -m benchmarks $(BENCH_ARGS)

@@ -304,11 +304,14 @@ class Hook:
     def __init__(self) -> None:
         self.bodies: dict[str, list] = {}
         self.script: dict[str, list[int]] = {}
+        self.on_post: Callable[[str], None] | None = None  # called with the path, first
         hook = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if hook.on_post:
+                    hook.on_post(self.path)
                 hook.bodies.setdefault(self.path, []).append(body)
                 codes = hook.script.get(self.path, [200])
                 code = codes.pop(0) if len(codes) > 1 else codes[0]

@@ -99,7 +99,8 @@ def test_kserve_pods_are_found_by_its_labels_and_a_target_without_pods_says_so(s
             "spec": {"containers": [{"name": "vllm", "image": "vllm/vllm-openai:v0.11.0"}]}}}},
     }  # fmt: skip
     targets = [kube.create("InferenceService", ns, isvc), kube.create("LeaderWorkerSet", ns, lws)]
-    # Pods are admitted once the namespace's default ServiceAccount exists.
+    # Pods are admitted once the namespace's default ServiceAccount exists; without a token
+    # mounted they need not wait for its token Secret too (1.20's admission asks for one).
     core = kubernetes.client.CoreV1Api()
     wait_for(lambda: core.read_namespaced_service_account("default", ns), 30, "its ServiceAccount")
     kube.create("Pod", ns, {
@@ -107,20 +108,21 @@ def test_kserve_pods_are_found_by_its_labels_and_a_target_without_pods_says_so(s
         "metadata": {"name": "llama-predictor-00001-deployment-abc",
                      "labels": {"serving.kserve.io/inferenceservice": "llama",
                                 "component": "predictor"}},
-        "spec": {"containers": [{"name": "kserve-container", "image": "kserve/huggingfaceserver"},
+        "spec": {"automountServiceAccountToken": False,
+                 "containers": [{"name": "kserve-container", "image": "kserve/huggingfaceserver"},
                                 {"name": "queue-proxy", "image": "knative/queue"}]},
     })  # fmt: skip
     kube.create("Pod", ns, {  # bound to a node that is not there: the read is refused
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "llama-predictor-00002-deployment-def",
                      "labels": {"serving.kserve.io/inferenceservice": "llama"}},
-        "spec": {"nodeName": "gpu-node-7",
+        "spec": {"nodeName": "gpu-node-7", "automountServiceAccountToken": False,
                  "containers": [{"name": "kserve-container", "image": "kserve/huggingfaceserver"}]},
     })  # fmt: skip
     kube.create("Pod", ns, {  # another model's Pod: not this target's
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "other", "labels": {"serving.kserve.io/inferenceservice": "other"}},
-        "spec": {"containers": [{"name": "x", "image": "x"}]},
+        "spec": {"automountServiceAccountToken": False, "containers": [{"name": "x", "image": "x"}]},
     })  # fmt: skip
     incident = {"metadata": {"namespace": ns, "name": "harm",
                              "creationTimestamp": "2026-12-01T17:00:00Z"},

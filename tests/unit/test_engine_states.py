@@ -807,6 +807,21 @@ def test_a_removed_ledger_does_not_strand_the_guardrail_sidecar():
     assert scene.untouched("Deployment")
 
 
+def test_the_model_is_offline_before_the_page_is_posted(hook):
+    """A response listing Notify first still scales to zero before any webhook is called."""
+    notify = {"type": "Notify", "channels": ["oncall"]}
+    scene = Scene(
+        {"severity": 1, "actions": [notify, SCALE]},
+        notifications={"channels": [{"name": "oncall", "format": "Generic",
+                                     "webhook": {"url": f"{hook.url}/page"}}]},
+    )  # fmt: skip
+    seen: list[int] = []
+    hook.on_post = lambda path: seen.append(scene.replicas())
+    scene.open()
+    scene.run()
+    assert seen == [0] and scene.phase() == "Mitigated"
+
+
 def test_the_first_page_says_the_severity_triage_gave_it(hook):
     """Notify is built from the status this pass writes, not the one read (no `[SEV?]`)."""
     notify = {"type": "Notify", "channels": ["oncall"]}

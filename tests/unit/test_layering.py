@@ -20,6 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "ai_incident_operat
 PURE = [
     "triage", "policy", "ledger", "fieldpath", "conditions", "lifecycle",
     "traffic", "traffic.service", "traffic.istio", "traffic.gateway", "traffic.router",
+    "traffic.aigateway", "traffic.rollout", "traffic.kserve",
     "engine", "engine.decide", "access", "errors", "resources", "retry",
     "workloads", "workloads.base", "workloads.replicated", "workloads.leaderworkerset",
     "workloads.kserve", "readiness",
@@ -54,6 +55,15 @@ def test_every_action_loads_neither_kopf_nor_kubernetes():
     result = _imports_cleanly(
         "from ai_incident_operator import actions\n"
         "assert len(actions.registry()) == len(actions.MODULES)"
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_routers_do_not_load_the_actions():
+    # actions/traffic uses the routers; the other way round would be a cycle.
+    result = _imports_cleanly(
+        "import ai_incident_operator.traffic\n"
+        "assert not [m for m in sys.modules if m.startswith('ai_incident_operator.actions')]"
     )
     assert result.returncode == 0, result.stderr
 

@@ -28,6 +28,15 @@ def test_per_target_actions_run_on_every_target_and_per_incident_ones_once():
     ]
 
 
+def test_calls_to_outside_services_come_after_every_change_to_an_object():
+    # A webhook that takes its timeouts to fail must not hold the ScaleToZero back.
+    response = {"actions": [{"type": "Notify", "channels": ["oncall"]}, {"type": "ScaleToZero"},
+                            {"type": "Ticket", "tracker": {}}, {"type": "IncreaseMonitoring"}]}  # fmt: skip
+    steps = plan(INCIDENT, response, TARGETS[:1])
+    assert [s.action.type for s in steps] == ["ScaleToZero", "IncreaseMonitoring", "Notify",
+                                              "Ticket"]  # fmt: skip
+
+
 def test_empty_response_plans_nothing():
     assert plan(INCIDENT, {}, TARGETS) == []
 

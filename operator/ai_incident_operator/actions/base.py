@@ -127,6 +127,10 @@ class Action:
     # Not repeated while Applied (re-sending a notification is noise); others are re-applied
     # on every pass, which is free when nothing changed and repairs what someone reverted.
     once: ClassVar[bool] = False
+    # Calls a service outside the cluster (a webhook, a status page, a tracker), which may
+    # take seconds to time out: planned after the changes to the objects, so a dead
+    # endpoint never delays taking a model offline.
+    outside: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -482,6 +482,7 @@ class Notify(Action):
     type = "Notify"
     per_incident = True  # one message per incident, however many targets
     once = True  # sending again on every pass would be noise
+    outside = True
 
     def key(self, spec: dict[str, Any]) -> str:
         # Two Notify actions (a response's, the regulatory one) must not share an entry.

@@ -253,6 +253,7 @@ def tenant_of(ctx: ActionContext) -> str | None:
 class StatusPage(Action):
     type = "StatusPage"
     per_incident = True  # one page incident, however many targets
+    outside = True
 
     def key(self, spec: dict[str, Any]) -> str:
         ref = ((spec.get("page") or {}).get("urlSecretRef")) or {}

@@ -208,6 +208,7 @@ class Ticket(Action):
     type = "Ticket"
     per_incident = True  # one issue per incident, however many targets
     once = True  # never filed again while Applied
+    outside = True
 
     def key(self, spec: dict[str, Any]) -> str:
         return f"Ticket:{(spec.get('tracker') or {}).get('project', '')}"

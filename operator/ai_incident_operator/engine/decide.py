@@ -101,7 +101,9 @@ def decide(
 
 
 def plan(body: Body, response: dict[str, Any], targets: list[Body]) -> list[Step]:
-    """The steps of RESPONSE over TARGETS, in the policy's order."""
+    """The steps of RESPONSE over TARGETS, in the policy's order, except that the calls to
+    outside services (pages, status pages, tickets) come after every change to an object:
+    a webhook that takes its timeouts to fail must not hold a severity-1 ScaleToZero back."""
     steps: list[Step] = []
     incident_entry = f"AIIncident/{body['metadata']['name']}"
     for spec in response.get("actions") or []:
@@ -113,7 +115,7 @@ def plan(body: Body, response: dict[str, Any], targets: list[Body]) -> list[Step
                 Step(action, spec, t, f"{t.get('kind', 'Deployment')}/{t['metadata']['name']}")
                 for t in targets
             )
-    return steps
+    return sorted(steps, key=lambda step: step.action.outside)  # stable: the policy's order
 
 
 def gate(
