@@ -19,7 +19,11 @@ too, and every few seconds scans discovery again for what kopf has not resolved;
 adds what kopf missed through kopf's own revise functions (so that resources and
 namespaces are chosen as kopf chooses them), and says whether every (resource,
 namespace) has its kopf watcher. The webhook's `/readyz` is false until it does
-(`not_ready_because`).
+(`not_ready_because`). Once it has been true, a namespace that has just appeared is given
+`SETTLE` seconds to get its watches before it counts: readiness takes the webhook out of
+its Service, and a test or tenant creating a namespace must not cut off everybody's
+alerts for the moment kopf takes to start watching it. A resource that stops being
+served, or a watch that ends in a namespace served for longer, still counts at once.
 
 kopf has no public API for any of this: the internals used are imported here only,
 and tests/unit/test_startup_coverage.py fails if a kopf upgrade moves them.
@@ -49,6 +53,7 @@ CHECK_TIMEOUT = 30.0  # seconds for one look; kopf's own retries can take longer
 # watch: only later is it taken as missed (kopf's event may simply come after ours).
 NAMESPACE_GRACE = 1.0
 FOLLOW_RETRY = 5.0  # seconds before following the namespaces again after an error
+SETTLE = 30.0  # seconds a namespace that just appeared may lack its watches, once ready
 WATCHER_TASK = "watcher for "  # how kopf's orchestrator names its watch tasks
 NOT_LOOKED = "the operator has not yet checked what kopf watches"
 
@@ -119,6 +124,9 @@ class Coverage:
         self._seen: dict[str, float] = {}  # namespaces to serve -> when this watch saw them
         self._listed = clusterwide  # whether that watch has listed the namespaces once
         self._last_error = ""
+        self._ready_once = False  # whether every watch has run at once in this kopf run
+        self._noticed: dict[str, float] = {}  # namespace -> when it appeared (for SETTLE)
+        self._served: set[str] = set()  # kopf's namespaces at the previous look
 
     def not_ready_because(self) -> str | None:
         """None when every resource the operator handles is watched, else why not."""
@@ -169,6 +177,7 @@ class Coverage:
                     name = event["object"]["metadata"]["name"]
                     if name in probe.namespaces:  # to serve (kopf's rules: patterns, deletion)
                         self._seen.setdefault(name, loop.time())
+                        self._noticed.setdefault(name, loop.time())
                     else:
                         self._seen.pop(name, None)
             except asyncio.CancelledError:
@@ -184,7 +193,33 @@ class Coverage:
         """One look: resources, then the namespaces seen, then whether each watch runs."""
         await self._resources(settings)
         await self._namespaces()
-        self._say(self._why_not_ready())
+        self._look()
+
+    def _look(self) -> None:
+        """Say whether every watch runs now (the part of a look that asks nothing)."""
+        self._notice()
+        reason = self._why_not_ready()
+        if reason is None and not self._ready_once:
+            self._ready_once = True
+            self._noticed.clear()  # all there now is watched: no grace for any of it later
+        self._say(reason)
+
+    def _notice(self) -> None:
+        """Note when each namespace kopf serves first appeared; forget what has settled."""
+        now = asyncio.get_running_loop().time()
+        served = {str(ns) for ns in self.insights.namespaces}
+        for name in served - self._served:
+            self._noticed.setdefault(name, now)
+        self._served = served
+        for name in [n for n, at in self._noticed.items() if now - at >= SETTLE]:
+            del self._noticed[name]
+
+    def _settling(self) -> set[str]:
+        """The namespaces whose missing watches do not count yet (none before first ready)."""
+        if not self._ready_once:
+            return set()
+        now = asyncio.get_running_loop().time()
+        return {n for n, at in self._noticed.items() if now - at < SETTLE}
 
     async def _resources(self, settings: kopf.OperatorSettings) -> None:
         missing = unresolved(required(self.registry), self.insights.watched_resources)
@@ -240,10 +275,13 @@ class Coverage:
             return f"not served by the apiserver yet: {names} (are the CRDs installed?)"
         if not self._listed:
             return "the operator has not listed the namespaces yet"
-        if self._seen:
-            return f"namespaces not served yet: {', '.join(sorted(self._seen)[:3])}"
+        settling = self._settling()
+        unserved = sorted(n for n in self._seen if n not in settling)
+        if unserved:
+            return f"namespaces not served yet: {', '.join(unserved[:3])}"
         absent = expected_watchers(self.insights.watched_resources, self.insights.namespaces)
         absent -= running_watchers(self.older)
+        absent = {w for w in absent if w.rpartition("@")[2] not in settling}
         if absent:
             shown = sorted(absent)
             more = f" and {len(shown) - 3} more" if len(shown) > 3 else ""

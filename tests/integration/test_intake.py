@@ -13,8 +13,11 @@ import os
 import subprocess
 import sys
 import threading
+import time
+import uuid
 from pathlib import Path
 
+import kubernetes
 import pytest
 
 from ai_incident_operator import kube
@@ -487,6 +490,24 @@ def test_probes(hook):
     assert hook.get("/readyz").body == {"ready": True}
     metrics = hook.get("/metrics")
     assert metrics.status == 200 and "aiincident_alerts_received_total" in metrics.body
+
+
+def test_a_namespace_created_meanwhile_leaves_the_webhook_ready(hook):
+    # /readyz takes the webhook out of its Service: a new namespace being picked up must not
+    # cut off the alerts meanwhile (it made test_probes fail on a fresh machine).
+    wait_for(lambda: hook.get("/readyz").body == {"ready": True}, 30, "the webhook ready")
+    core = kubernetes.client.CoreV1Api()
+    name = f"intake-{uuid.uuid4().hex[:8]}"
+    core.create_namespace({"metadata": {"name": name}})
+    answers = []
+    try:
+        end = time.monotonic() + 5  # the coverage looks every 2 s
+        while time.monotonic() < end:
+            answers.append(hook.get("/readyz").body)
+            time.sleep(0.05)
+    finally:
+        core.delete_namespace(name)
+    assert [a for a in answers if a != {"ready": True}] == [] and len(answers) > 20
 
 
 def _run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:

@@ -115,6 +115,52 @@ def test_not_ready_until_every_resource_is_served_and_watched() -> None:
     assert one_gone and one_gone.startswith("kopf is not watching yet: ")
 
 
+def test_once_ready_a_new_namespace_has_a_while_to_get_its_watches() -> None:
+    # /readyz takes the webhook out of its Service: a namespace someone just created must not
+    # cut off every alert for the moment kopf takes to watch it. One that never gets its
+    # watches, or a watch that ends where it ran, still counts.
+    async def main() -> list[str | None]:
+        insights = references.Insights()
+        watched = Coverage(insights, clusterwide=False, namespaces=["ns-*"])
+        watched._listed = True
+        insights.watched_resources.update(ALL)
+        insights.namespaces.add("ns-a")
+        says = []
+        watched._look()
+        says.append(watched.reason)  # before the first ready: ns-a counts
+        tasks = await _watch(*expected_watchers(ALL, ["ns-a"]))
+        watched._look()
+        says.append(watched.reason)  # ready
+        now = asyncio.get_running_loop().time()
+        watched._seen["ns-b"] = watched._noticed["ns-b"] = now  # the follower saw it first
+        watched._look()
+        says.append(watched.reason)
+        insights.namespaces.add("ns-b")  # kopf serves it, but does not watch it yet
+        watched._look()
+        says.append(watched.reason)
+        watched._noticed["ns-b"] = now - coverage.SETTLE  # ... and never does
+        watched._seen.pop("ns-b")
+        watched._look()
+        says.append(watched.reason)
+        tasks += await _watch(*expected_watchers(ALL, ["ns-b"]))
+        watched._look()
+        says.append(watched.reason)
+        next(t for t in tasks if t.get_name().endswith("@ns-a")).cancel()  # served all along
+        await asyncio.sleep(0)
+        watched._look()
+        says.append(watched.reason)
+        for task in tasks:
+            task.cancel()
+        return says
+
+    first, ready, seen_only, unwatched, too_long, watched_now, ended = asyncio.run(main())
+    assert first and first.startswith("kopf is not watching yet: ")
+    assert ready is None and seen_only is None and unwatched is None
+    assert too_long and too_long.startswith("kopf is not watching yet: ") and "@ns-b" in too_long
+    assert watched_now is None
+    assert ended and ended.startswith("kopf is not watching yet: ") and "@ns-a" in ended
+
+
 def test_the_running_watches_are_read_from_kopfs_task_names() -> None:
     async def main() -> set[str]:
         tasks = await _watch("services.v1@ns-a", "namespaces.v1@None")
