@@ -125,7 +125,7 @@ class Coverage:
         self._listed = clusterwide  # whether that watch has listed the namespaces once
         self._last_error = ""
         self._ready_once = False  # whether every watch has run at once in this kopf run
-        self._noticed: dict[str, float] = {}  # namespace -> when it appeared (for SETTLE)
+        self._noticed: dict[str, float] = {}  # namespace -> when kopf began serving it
         self._served: set[str] = set()  # kopf's namespaces at the previous look
 
     def not_ready_because(self) -> str | None:
@@ -177,7 +177,6 @@ class Coverage:
                     name = event["object"]["metadata"]["name"]
                     if name in probe.namespaces:  # to serve (kopf's rules: patterns, deletion)
                         self._seen.setdefault(name, loop.time())
-                        self._noticed.setdefault(name, loop.time())
                     else:
                         self._seen.pop(name, None)
             except asyncio.CancelledError:
@@ -215,11 +214,13 @@ class Coverage:
             del self._noticed[name]
 
     def _settling(self) -> set[str]:
-        """The namespaces whose missing watches do not count yet (none before first ready)."""
+        """The namespaces whose missing watches do not count yet (none before first ready):
+        seen by the follower or served by kopf less than SETTLE ago."""
         if not self._ready_once:
             return set()
         now = asyncio.get_running_loop().time()
-        return {n for n, at in self._noticed.items() if now - at < SETTLE}
+        since = {**self._noticed, **self._seen}
+        return {n for n, at in since.items() if now - at < SETTLE}
 
     async def _resources(self, settings: kopf.OperatorSettings) -> None:
         missing = unresolved(required(self.registry), self.insights.watched_resources)
