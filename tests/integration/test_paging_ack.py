@@ -115,6 +115,12 @@ def a_pass_after(ns: str, what: str) -> None:
     wait_for(lambda: status_of(ns).get("observedGeneration", 0) > generation, 30, "a pass")
 
 
+def delivered(ns: str) -> dict:
+    """The Notify entry's channels reached, per event."""
+    entries = status_of(ns).get("mitigations") or []
+    return next((e.get("delivered") or {} for e in entries if e["action"] == "Notify"), {})
+
+
 def sent(pager: Pager) -> tuple[list[str], list[str], int]:
     return pager.actions("pagerduty"), pager.actions("opsgenie"), len(pager.events["teams"])
 
@@ -129,6 +135,9 @@ def test_page_ack_and_resolve_reach_the_services_once_across_restarts(solo_names
                                      "target": {"name": "chat-llm"}})  # fmt: skip
         wait_for(lambda: status_of(ns).get("phase") == "Mitigated", 30, "Mitigated")
         wait_for(lambda: sent(pager) == (["trigger"], ["create"], 1), 30, "the pages")
+        # Sent after the status write, recorded after the answers: the crash comes after that.
+        wait_for(lambda: delivered(ns).get("trigger") == ["oncall", "ops", "room"], 30,
+                 "the pages recorded")  # fmt: skip
     finally:
         proc.kill()  # a crash: nothing in memory survives
     key = pages.dedup_key(get_incident(ns, "harm")["metadata"])
@@ -154,6 +163,8 @@ def test_page_ack_and_resolve_reach_the_services_once_across_restarts(solo_names
                  30, f"the acknowledgement (log: {proc.log_path})")  # fmt: skip
         status = wait_for(lambda: (s := status_of(ns)) and condition(s, "Acknowledged") and s, 30,
                           "Acknowledged")  # fmt: skip
+        wait_for(lambda: len(delivered(ns).get("acknowledge") or []) == 3, 30,
+                 "the acknowledgement recorded")  # fmt: skip
     finally:
         proc.stop()
     ack = pager.events["pagerduty"][1]["body"]

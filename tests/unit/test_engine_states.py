@@ -823,7 +823,8 @@ def test_the_model_is_offline_before_the_page_is_posted(hook):
 
 
 def test_the_first_page_says_the_severity_triage_gave_it(hook):
-    """Notify is built from the status this pass writes, not the one read (no `[SEV?]`)."""
+    """Notify is built from the status this pass writes, not the one read (no `[SEV?]`):
+    posted after that write, it says the phase the write recorded."""
     notify = {"type": "Notify", "channels": ["oncall"]}
     scene = Scene(
         {"severity": 1, "actions": [notify]},
@@ -834,4 +835,4 @@ def test_the_first_page_says_the_severity_triage_gave_it(hook):
     scene.open(severity=None)  # severity comes from the policy's triage rule
     scene.run()
     (page,) = hook.bodies["/page"]
-    assert page["severity"] == 1 and page["phase"] == "Triaged" and page["event"] == "incident"
+    assert page["severity"] == 1 and page["phase"] == "Mitigated" and page["event"] == "incident"

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import importlib
 
-from .base import REGISTRY, Action, ActionContext, ActionError, Outcome
+from .base import REGISTRY, SENDING, Action, ActionContext, ActionError, Outcome
 
-__all__ = ["Action", "ActionContext", "ActionError", "Outcome", "get", "registry"]
+__all__ = ["SENDING", "Action", "ActionContext", "ActionError", "Outcome", "get", "registry"]
 MODULES = ("scale", "traffic", "guardrail", "config", "monitoring", "notify")
 MODULES += ("statuspage", "ticket")
 

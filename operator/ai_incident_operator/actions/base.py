@@ -25,6 +25,7 @@ from ..resources import Ref
 
 log = logging.getLogger(__name__)
 REGISTRY: dict[str, Action] = {}
+SENDING = "sending"  # an outside action's entry: a call claimed, its outcome not yet written
 
 
 class ActionError(Exception):
@@ -128,8 +129,9 @@ class Action:
     # on every pass, which is free when nothing changed and repairs what someone reverted.
     once: ClassVar[bool] = False
     # Calls a service outside the cluster (a webhook, a status page, a tracker), which may
-    # take seconds to time out: planned after the changes to the objects, so a dead
-    # endpoint never delays taking a model offline.
+    # take seconds to time out: planned after the changes to the objects, and run after
+    # the pass's status write, outside the incident's lock (engine.outside), so a dead
+    # endpoint never delays taking a model offline nor recording that it was.
     outside: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -154,6 +156,17 @@ class Action:
 
     def revert(self, ctx: ActionContext, objects: list[str]) -> Outcome:
         raise NotImplementedError
+
+    def claim(self, ctx: ActionContext, undo: bool = False) -> Outcome:
+        """An outside action's entry while its call (apply, or revert with UNDO) is under way:
+        written before the call is made. `keep` may hold a `SENDING` mark that a pass after a
+        restart reads (Notify: a page that may have gone out)."""
+        return Outcome("Skipped", f"{self.type}: {'undo' if undo else 'call'} under way")
+
+    def merged(self, entry: dict[str, Any], outcome: Outcome) -> Outcome:
+        """OUTCOME of a call made apart from the pass, to be recorded on ENTRY as it is now
+        (another call's outcome may have been recorded there meanwhile)."""
+        return outcome
 
 
 class FieldAction(Action):

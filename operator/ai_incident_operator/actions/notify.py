@@ -40,6 +40,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,10 +48,11 @@ from typing import Any
 
 from .. import __version__, egress
 from ..access import Access
+from ..conditions import now_iso
 from ..errors import APIError
 from ..resources import Ref, operator_namespace
 from . import pages
-from .base import Action, ActionContext, Outcome
+from .base import SENDING, Action, ActionContext, Outcome
 
 TIMEOUT = 5.0  # seconds per request
 BACKOFF = (0.5, 1.0, 2.0)  # the pauses before each retry: 4 tries at most
@@ -59,6 +61,10 @@ log = logging.getLogger(__name__)
 SENT_TO = "sentTo"  # the Notify entry's field: what its "resolved" page needs
 NOT_KEPT = "notKept"  # in a kept webhook: why its inline URL was not kept
 DELIVERED = "delivered"  # the Notify entry's field: event -> the channels reached
+# The entry's field: event -> the channels a stopped operator process may have sent it to
+# (its claim, `sending`, was written; its outcome never was): never sent that event again.
+UNSURE = "unsure"
+PROCESS = uuid.uuid4().hex[:12]  # whose claim (`sending`) an entry records
 DEDUP = "dedupKey"  # in a message `payload` made for a paging channel: its alert's key
 FACTS = ("incident", "namespace", "severity", "category", "phase", "title", "description",
          "targets")  # fmt: skip  # what `_facts` says
@@ -478,6 +484,12 @@ def report(deliveries: list[Delivery], verb: str) -> str:
     return "; ".join(parts) or "no channels"
 
 
+def _words(reported: str, deliveries: list[Delivery], doubted: str) -> str:
+    """What was sent (REPORTED, from `report`) and what was not sent again (DOUBTED)."""
+    parts = [reported] if deliveries or not doubted else []
+    return "; ".join(parts + ([doubted] if doubted else []))
+
+
 class Notify(Action):
     type = "Notify"
     per_incident = True  # one message per incident, however many targets
@@ -532,6 +544,60 @@ class Notify(Action):
         # The in-process memo of one round of pages; a re-apply after an undo is a new round.
         return entry.get("revertedAt") or ""
 
+    @staticmethod
+    def unsure(entry: dict[str, Any]) -> dict[str, list[str]]:
+        """Event -> the channels that may have got it from a process that stopped (`UNSURE`)."""
+        if entry.get("state") == "Reverted":
+            return {}
+        return {k: list(v) for k, v in (entry.get(UNSURE) or {}).items() if isinstance(v, list)}
+
+    def claim(self, ctx: ActionContext, undo: bool = False) -> Outcome:
+        """Written before the page goes out (engine.outside): which event, when, by whom."""
+        names = ", ".join(ctx.spec.get("channels") or [])
+        event = pages.RESOLVE if undo else pages.TRIGGER
+        words = f"telling {names} it is resolved" if undo else f"sending to {names}"
+        return Outcome("Skipped", words, keep={SENDING: {"event": event, "at": now_iso(),
+                                                         "by": PROCESS}})  # fmt: skip
+
+    def merged(self, entry: dict[str, Any], outcome: Outcome) -> Outcome:
+        """The channels reached per event, as OUTCOME found them and as ENTRY has them now
+        (an acknowledgement's outcome may have been recorded meanwhile)."""
+        mine = outcome.keep.get(DELIVERED)
+        if not isinstance(mine, dict):
+            return outcome
+        union = self.delivered(entry)
+        for event, names in mine.items():
+            union[event] = list(names) + [n for n in union.get(event, []) if n not in names]
+        return dataclasses.replace(outcome, keep={**outcome.keep, DELIVERED: union})
+
+    def in_doubt(self, ctx: ActionContext, event: str) -> tuple[list[str], str]:
+        """The channels of this entry that an operator process which stopped mid-send may
+        have sent EVENT to, and when it claimed them. Paging services (PagerDuty, Opsgenie)
+        fold a repeated event into the one alert, so they are not in doubt: they get it again.
+        Nothing is in doubt when the claim is this process's (its outcome was not written,
+        but `_sent` remembers what went out)."""
+        claim = ctx.entry.get(SENDING) or {}
+        if claim.get("event") != event or claim.get("by") in (None, PROCESS):
+            return [], ""
+        done = self.delivered(ctx.entry).get(event, []) + self.unsure(ctx.entry).get(event, [])
+        channels = defined_channels(ctx.policy)
+        doubt = [
+            n for n in ctx.spec.get("channels") or []
+            if n not in done and (channels.get(n) or {}).get("format") not in pages.DEDUPLICATED
+        ]  # fmt: skip
+        return doubt, str(claim.get("at") or "")
+
+    def _doubted(self, ctx: ActionContext, event: str, doubt: list[str], at: str) -> str:
+        """Say, loudly, what is not sent again after a restart; the words for the outcome."""
+        if not doubt:
+            return ""
+        words = (
+            f"not sent again: {', '.join(doubt)} (the operator stopped while sending at {at}; "
+            "it may have gone out, and a second copy is worse: look in the channel)"
+        )
+        ctx.api.event(ctx.incident, "NotifyUnsure", words, warning=True)
+        return words
+
     def _kept(self, ctx: ActionContext, event: str, deliveries: list[Delivery]) -> dict[str, Any]:
         delivered = self.delivered(ctx.entry)
         reached = delivered.get(event, [])
@@ -561,13 +627,23 @@ class Notify(Action):
             earlier=self.delivered(ctx.entry).get(event, []),
         )
 
+    def _todo(self, ctx: ActionContext, event: str) -> tuple[list[str], dict[str, Any], str]:
+        """The channels to send EVENT to now, what to keep about those in doubt, their words."""
+        doubt, at = self.in_doubt(ctx, event)
+        unsure = self.unsure(ctx.entry)
+        skip = set(doubt) | set(unsure.get(event, []))
+        names = [n for n in ctx.spec.get("channels") or [] if n not in skip]
+        keep = {UNSURE: {**unsure, event: unsure.get(event, []) + doubt}} if doubt else {}
+        return names, keep, self._doubted(ctx, event, doubt, at)
+
     def apply(self, ctx: ActionContext) -> Outcome:
         names = ", ".join(ctx.spec.get("channels") or [])
         if ctx.dry_run:
             return Outcome("DryRun", f"would notify {names}")
-        deliveries = self._send(ctx, pages.TRIGGER)
-        message = report(deliveries, "notified")
-        failed = any(not d.ok for d in deliveries) or not deliveries
+        todo, keep, doubted = self._todo(ctx, pages.TRIGGER)
+        deliveries = self._send(ctx, pages.TRIGGER, todo)
+        message = _words(report(deliveries, "notified"), deliveries, doubted)
+        failed = any(not d.ok for d in deliveries) or not (deliveries or doubted)
         ctx.api.event(
             ctx.incident, "NotifyFailed" if failed else "Notified", message, warning=failed
         )
@@ -575,8 +651,17 @@ class Notify(Action):
             "Failed" if failed else "Applied",
             message,
             changed=any(d.ok and not d.earlier for d in deliveries),
-            keep=self._kept(ctx, pages.TRIGGER, deliveries),
+            keep={**self._kept(ctx, pages.TRIGGER, deliveries), **keep},
         )
+
+    def _to_acknowledge(self, ctx: ActionContext) -> list[str]:
+        delivered = self.delivered(ctx.entry)
+        done = delivered.get(pages.ACKNOWLEDGE, [])
+        return [n for n in delivered.get(pages.TRIGGER, []) if n not in done]
+
+    def acknowledging(self, ctx: ActionContext) -> bool:
+        """Whether a channel this entry paged has not yet been told of the acknowledgement."""
+        return bool(self._to_acknowledge(ctx))
 
     def acknowledge(self, ctx: ActionContext, who: str) -> tuple[list[Delivery], dict[str, Any]]:
         """Tell the channels this entry paged that WHO acknowledged the incident: PagerDuty
@@ -584,9 +669,7 @@ class Notify(Action):
 
         Returns the deliveries and the fields to keep on the entry (`delivered`).
         """
-        delivered = self.delivered(ctx.entry)
-        done = delivered.get(pages.ACKNOWLEDGE, [])
-        todo = [n for n in delivered.get(pages.TRIGGER, []) if n not in done]
+        todo = self._to_acknowledge(ctx)
         if not todo:
             return [], {}
         deliveries = self._send(ctx, pages.ACKNOWLEDGE, todo, who)
@@ -596,8 +679,9 @@ class Notify(Action):
         names = ", ".join(ctx.spec.get("channels") or [])
         if ctx.dry_run:
             return Outcome("DryRun", f"would tell {names} the incident is resolved")
-        deliveries = self._send(ctx, pages.RESOLVE)
-        message = report(deliveries, "resolved sent to")
+        todo, keep, doubted = self._todo(ctx, pages.RESOLVE)
+        deliveries = self._send(ctx, pages.RESOLVE, todo)
+        message = _words(report(deliveries, "resolved sent to"), deliveries, doubted)
         failed = any(not d.ok for d in deliveries)
         ctx.api.event(
             ctx.incident, "NotifyFailed" if failed else "Notified", message, warning=failed
@@ -608,7 +692,7 @@ class Notify(Action):
             message,
             objects,
             changed=any(d.ok and not d.earlier for d in deliveries),
-            keep=self._kept(ctx, pages.RESOLVE, deliveries),
+            keep={**self._kept(ctx, pages.RESOLVE, deliveries), **keep},
         )
 
 

@@ -29,6 +29,8 @@ TRIGGER, ACKNOWLEDGE, RESOLVE = "trigger", "acknowledge", "resolve"
 EVENTS = (TRIGGER, ACKNOWLEDGE, RESOLVE)
 PAGERDUTY, OPSGENIE, MSTEAMS = "PagerDuty", "Opsgenie", "MSTeams"
 FORMATS = (PAGERDUTY, OPSGENIE, MSTEAMS)
+# Formats whose service folds a repeated event into the one alert (its dedup key, alias).
+DEDUPLICATED = (PAGERDUTY, OPSGENIE)
 # Where each keyed format's key is named in its channel.
 KEY_REFS = {PAGERDUTY: "routingKeySecretRef", OPSGENIE: "apiKeySecretRef"}
 SOURCE = "ai-incident-operator"

@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import egress
-from ..actions import notify, pages
+from ..actions import Outcome, notify, pages
 from ..conditions import ACKNOWLEDGED, get_condition
 from .approval import PAGE
 from .context import IncidentContext, policy_by_ref
@@ -74,17 +74,30 @@ def pass_on(ctx: IncidentContext, by: str) -> None:
         actx = action_context(ctx, spec or {"type": action.type}, {}, key=key, entry=entry)
         if spec is None and entry.get(notify.SENT_TO):
             actx = notify.as_sent(actx, entry[notify.SENT_TO])  # the policy is gone or changed
-        deliveries, kept = action.acknowledge(actx, by)
-        if not deliveries:
+        if not action.acknowledging(actx):
             continue
-        entry.update(kept)
-        failed = any(not d.ok for d in deliveries)
-        message = notify.report(deliveries, "acknowledgement sent to")
-        news = any(d.ok and not d.earlier for d in deliveries)
-        ctx.say("NotifyFailed" if failed else "AcknowledgementSent", message, warning=failed,
-                timeline=news)  # fmt: skip
-        if failed:
-            ctx.retry()
+        entry_id = (key, entry["target"])
+        ctx.outside(f"acknowledge {key}", lambda actx=actx: action.acknowledge(actx, by),
+                    lambda fresh, sent, entry_id=entry_id: _acknowledged(fresh, entry_id, sent))  # fmt: skip
+
+
+def _acknowledged(
+    ctx: IncidentContext, entry_id: tuple[str, str], sent: tuple[list[notify.Delivery], dict]
+) -> None:
+    """Record what passing the acknowledgement on reached (a fresh read's CTX)."""
+    deliveries, kept = sent
+    entry = ctx.entries.get(entry_id)
+    if not deliveries or entry is None:
+        return
+    action = notify.Notify()
+    entry.update(action.merged(entry, Outcome("Applied", "", keep=kept)).keep)
+    failed = any(not d.ok for d in deliveries)
+    message = notify.report(deliveries, "acknowledgement sent to")
+    news = any(d.ok and not d.earlier for d in deliveries)
+    ctx.say("NotifyFailed" if failed else "AcknowledgementSent", message, warning=failed,
+            timeline=news)  # fmt: skip
+    if failed:
+        ctx.retry()
 
 
 def _spec(ctx: IncidentContext, key: str) -> dict[str, Any] | None:
@@ -118,19 +131,34 @@ def resolve_approval_page(ctx: IncidentContext) -> None:
         for n in kept["channels"]
         if (defined.get(n) or {}).get("format") in ALERTS and n not in paged
     ]
+    if not todo:
+        ctx.status[PAGE] = {**kept, "resolved": []}
+        return
     incident = {**ctx.body, "status": ctx.status}
-    deliveries = notify.deliver(
-        ctx.api,
-        todo,
-        spec,
-        lambda channel: notify.request(channel.get("format", "Generic"), pages.RESOLVE, incident),
-        memo=(ctx.body["metadata"].get("uid") or ctx.holder, "approval-resolve"),
-        tenant=egress.scope_of_ref(ctx.status.get("policyRef"), ctx.namespace),
-    )
-    # Once, as an undo's "resolved": a lost one must not keep the incident coming back here.
-    ctx.status[PAGE] = {**kept, "resolved": [d.channel for d in deliveries if d.ok]}
-    if deliveries:
-        failed = any(not d.ok for d in deliveries)
-        ctx.say("NotifyFailed" if failed else "Notified",
-                f"approval page: {notify.report(deliveries, 'resolved sent to')}",
-                warning=failed)  # fmt: skip
+    api, tenant = ctx.api, egress.scope_of_ref(ctx.status.get("policyRef"), ctx.namespace)
+
+    def call() -> list[notify.Delivery]:
+        return notify.deliver(
+            api,
+            todo,
+            spec,
+            lambda channel: notify.request(
+                channel.get("format", "Generic"), pages.RESOLVE, incident
+            ),
+            memo=(ctx.uid, "approval-resolve"),
+            tenant=tenant,
+        )
+
+    def record(fresh: IncidentContext, deliveries: list[notify.Delivery]) -> None:
+        page = fresh.status.get(PAGE) or {}
+        fresh.status[PAGE] = {**page, "resolved": [d.channel for d in deliveries if d.ok]}
+        if deliveries:
+            failed = any(not d.ok for d in deliveries)
+            fresh.say("NotifyFailed" if failed else "Notified",
+                      f"approval page: {notify.report(deliveries, 'resolved sent to')}",
+                      warning=failed)  # fmt: skip
+
+    # Once, as an undo's "resolved", claimed before it is sent: a lost one must not keep
+    # the incident coming back here, nor a restart send it twice.
+    if ctx.outside("approval-resolve", call, record):
+        ctx.status[PAGE] = {**kept, "resolved": []}

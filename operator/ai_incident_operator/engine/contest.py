@@ -202,14 +202,19 @@ def _page(ctx: IncidentContext, c: rules.Contest, decision: Decision) -> rules.C
                 "contested": {"object": c.object, "action": _action(c), "fields": list(c.fields),
                               "reverts": c.count, "manager": c.manager}}  # fmt: skip
 
-    meta = ctx.body["metadata"]
-    deliveries = notify.deliver(
-        ctx.api, names, ctx.policy_spec, body,
-        memo=(meta.get("uid") or ctx.holder, f"contested {c.object} {rules.stamp(c.since or ctx.now)}"),
-        tenant=egress.scope_of_ref(ctx.status.get("policyRef"), ctx.namespace),
-    )  # fmt: skip
-    failed = any(not d.ok for d in deliveries)
-    ctx.say("NotifyFailed" if failed else "Notified",
-            f"mitigation contested on {c.object}: {notify.report(deliveries, 'paged')}",
-            warning=failed, timeline=False)  # fmt: skip
+    what = f"contested {c.object} {rules.stamp(c.since or ctx.now)}"
+    api, spec = ctx.api, ctx.policy_spec
+    tenant = egress.scope_of_ref(ctx.status.get("policyRef"), ctx.namespace)
+
+    def call() -> list[notify.Delivery]:
+        return notify.deliver(api, names, spec, body, memo=(ctx.uid, what), tenant=tenant)
+
+    def record(fresh: IncidentContext, deliveries: list[notify.Delivery]) -> None:
+        failed = any(not d.ok for d in deliveries)
+        fresh.say("NotifyFailed" if failed else "Notified",
+                  f"mitigation contested on {c.object}: {notify.report(deliveries, 'paged')}",
+                  warning=failed, timeline=False)  # fmt: skip
+
+    # Paged after the status write (engine.outside), which records it as paged: at most once.
+    ctx.outside(what, call, record)
     return replace(c, paged=True)

@@ -24,6 +24,7 @@ from ..conditions import is_true, set_condition
 from ..investigation.hypotheses import root_cause_identified
 from ..lifecycle import add_timeline, enter_phase
 from ..resources import Ref
+from . import outside
 
 log = logging.getLogger("ai_incident_operator.engine")
 Body = dict[str, Any]
@@ -103,6 +104,8 @@ class IncidentContext:
     targets: list[Body] = field(default_factory=list)
     entries: dict[EntryId, Body] = field(default_factory=dict)
     result: Result = field(default_factory=Result)
+    # Calls to outside services this pass asks for, run after its status write (engine.outside).
+    calls: list[outside.Call] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.entries:
@@ -125,6 +128,10 @@ class IncidentContext:
     def holder(self) -> str:
         """How the ledgers name this incident."""
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def uid(self) -> str:
+        return self.body["metadata"].get("uid") or self.holder
 
     @property
     def ref(self) -> Ref:
@@ -195,6 +202,17 @@ class IncidentContext:
             return False
         self.api.event(self.body, reason or phase, event or message, warning=warning)
         (log.warning if warning else log.info)("%s: %s: %s", self.holder, phase, message)
+        return True
+
+    def outside(self, what: str, run: Callable[[], Any],
+                record: Callable[[IncidentContext, Any], None]) -> bool:  # fmt: skip
+        """Ask for RUN (a call to an outside service) after this pass's status write, its
+        result merged by RECORD into a fresh pass's context. False, and nothing asked, when
+        WHAT is being called already (engine.outside.busy) or this pass may not call out."""
+        key = (self.uid, what)
+        if self.api.read_only or outside.busy(key):
+            return False
+        self.calls.append(outside.Call(key, run, record))
         return True
 
     def requeue_after(self, seconds: float) -> None:

@@ -10,10 +10,8 @@ incident holds, and says what it still waits for. Called by `handlers`.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,9 +20,10 @@ from .. import retry
 from ..access import Access
 from ..errors import Forbidden
 from ..investigation import changes
+from ..keylocks import KeyLocks
 from ..lifecycle import detected_status, merge_patch
 from ..resources import Ref
-from . import escalation
+from . import escalation, outside
 from .acknowledge import acknowledge
 from .close import close_if_reviewed
 from .context import IncidentContext, Result, World, log, policy_by_ref
@@ -37,25 +36,8 @@ from .undo import revert
 from .untargeted import without_target
 
 Body = dict[str, Any]
-_locks: dict[tuple[str, str], list] = {}  # key -> [lock, users]: only while in use
-_locks_guard = threading.Lock()
-
-
-@contextlib.contextmanager
-def _lock(namespace: str, name: str) -> Iterator[None]:
-    """One pass at a time per incident; the lock is dropped when nobody holds or waits."""
-    key = (namespace, name)
-    with _locks_guard:
-        entry = _locks.setdefault(key, [threading.Lock(), 0])
-        entry[1] += 1
-    try:
-        with entry[0]:
-            yield
-    finally:
-        with _locks_guard:
-            entry[1] -= 1
-            if entry[1] == 0:
-                del _locks[key]
+ROUNDS = 3  # passes in one reconcile, each after the outcomes of the previous one's calls out
+_locks = KeyLocks()  # one pass at a time per incident
 
 
 def _cluster() -> Access:
@@ -89,8 +71,11 @@ def reconcile(
     ref = Ref("AIIncident", namespace, name)
     seed = [body]
     claimed: list[escalation.Claim] = []  # escalation pages the written status claimed
+    calls: list[outside.Call] = []  # the other calls out, claimed likewise
 
     def attempt() -> Result:
+        claimed.clear()
+        calls.clear()
         incident, seed[0] = seed[0] or api.get(ref), None
         if incident is None or incident["metadata"].get("deletionTimestamp"):
             return Result()
@@ -108,13 +93,21 @@ def reconcile(
             ctx.finish()
         _write_status(api, incident, before, status)
         claimed[:] = escalation.claim(ctx, before)
+        calls[:] = outside.claim(ctx.calls)
         return ctx.result
 
-    with _lock(namespace, name):
-        result = retry.on_conflict(attempt, what=f"the status of incident {namespace}/{name}")
-    # Posted once the claim is written, outside the lock (at most once: engine.escalation).
-    escalation.send(api, claimed, lambda change: amend(namespace, name, change, world, api))
-    return result
+    for _ in range(ROUNDS):
+        with _locks.hold((namespace, name)):
+            result = retry.on_conflict(attempt, what=f"the status of incident {namespace}/{name}")
+        # Posted once the claim is written, outside the lock (at most once: engine.escalation).
+        escalation.send(api, claimed, lambda change: amend(namespace, name, change, world, api))
+        asked = outside.run(calls, lambda change: amend(namespace, name, change, world, api, now))
+        if asked is None:
+            return result
+        if asked.retry or asked.requeue_after != 0:
+            return result.merge(asked)
+        # The calls' outcomes want a pass now (what is in force, what was just paged): here.
+    return result.merge(Result(requeue_after=0.0))
 
 
 def advance(ctx: IncidentContext) -> None:
@@ -197,27 +190,32 @@ def amend(
     change: Callable[[IncidentContext], None],
     world: World | None = None,
     api: Access | None = None,
-) -> None:
+    now: datetime | None = None,
+) -> Result | None:
     """Apply CHANGE to a fresh read of the incident's status under its lock, and write it.
 
-    For work done apart from the pass (the evidence): the slow part runs before, with
-    no lock; only the merge of its results waits for the incident.
+    For work done apart from the pass (the evidence, the calls out): the slow part runs
+    before, with no lock; only the merge of its results waits for the incident. Returns
+    what CHANGE asked of the caller (a retry, a recheck); None when the incident is gone.
     """
     api = api or _cluster()
     ref = Ref("AIIncident", namespace, name)
 
-    def attempt() -> None:
+    def attempt() -> Result | None:
         incident = api.get(ref)
         if incident is None or incident["metadata"].get("deletionTimestamp"):
-            return
+            return None
         before = incident.get("status") or {}
         ctx = IncidentContext(api, incident, copy.deepcopy(before), world or World(),
-                              datetime.now(UTC))  # fmt: skip
+                              now or datetime.now(UTC))  # fmt: skip
         change(ctx)
+        if ctx.entries:
+            ctx.finish()  # an entry CHANGE added (a page's outcome) goes into the status too
         _write_status(api, incident, before, ctx.status)
+        return ctx.result
 
-    with _lock(namespace, name):
-        retry.on_conflict(attempt, what=f"the status of incident {namespace}/{name}")
+    with _locks.hold((namespace, name)):
+        return retry.on_conflict(attempt, what=f"the status of incident {namespace}/{name}")
 
 
 def finalize(
@@ -235,7 +233,7 @@ def finalize(
     """
     api = api or _cluster()
     world = world or World()
-    with _lock(namespace, name):
+    with _locks.hold((namespace, name)):
         status = copy.deepcopy(body.get("status") or {})
         ctx = IncidentContext(api, body, status, world, now or datetime.now(UTC))
         ctx.policy = policy_by_ref(world, status.get("policyRef"))
@@ -244,9 +242,12 @@ def finalize(
         except Forbidden:
             ctx.targets = []  # the status and the policy still name what was touched
         failures = revert(ctx, keep=set(), sweep=True)
-        if failures:
-            waiting = "; ".join(failures)
-            api.event(body, "UndoPending", f"deletion waits until this is undone: {waiting}",
-                      warning=True)  # fmt: skip
-            return Result(retry=True, waiting_for=waiting)
-        return Result()
+        calls = outside.claim(ctx.calls)
+    # The "resolved" pages, outside the lock; there is no status left to record them in.
+    outside.run(calls, lambda change: amend(namespace, name, change, world, api, now))
+    if failures:
+        waiting = "; ".join(failures)
+        api.event(body, "UndoPending", f"deletion waits until this is undone: {waiting}",
+                  warning=True)  # fmt: skip
+        return Result(retry=True, waiting_for=waiting)
+    return Result()

@@ -64,11 +64,14 @@ def resolve(ctx: IncidentContext, why: tuple[str, str], steps: list[Step], dry_r
     if held and not undo_traffic_stepwise(ctx):
         _tell_users_it_is_monitored(ctx, steps, dry_run)
         return  # more steps to go, after stepInterval
+    asked = len(ctx.calls)
     failures = revert(ctx, keep=set(), sweep=True)
     if failures:
         ctx.condition("Resolved", False, "UndoFailed", "; ".join(failures))
         ctx.retry()
         return
+    if len(ctx.calls) > asked:
+        return  # the "resolved" pages go out after this write; the pass after them resolves
     for key in ("undoStep", "undoStepAt", "readyWaitSince"):
         ctx.status.pop(key, None)
     ctx.condition("Mitigated", False, "Undone", "every mitigation was undone")

@@ -89,8 +89,14 @@ def run(ctx: IncidentContext, step: Step, dry_run: bool) -> Outcome:
     return apply_checked(ctx, step.action, actx)
 
 
+def calls_out(ctx: IncidentContext, action: actions.Action, dry_run: bool = False) -> bool:
+    """Whether ACTION's call to its outside service is made after the pass (engine.outside)."""
+    return action.outside and not dry_run and not ctx.api.read_only
+
+
 def apply(ctx: IncidentContext, steps: list[Step], dry_run: bool) -> list[str]:
-    """Apply STEPS in order (each idempotent); the failures, in words."""
+    """Apply STEPS in order (each idempotent); the failures, in words. An outside step is
+    only asked for here (`call_out`); its outcome is recorded once its call returns."""
     failed = []
     for step in steps:
         previous = ctx.entries.get(step.id, {})
@@ -98,7 +104,14 @@ def apply(ctx: IncidentContext, steps: list[Step], dry_run: bool) -> list[str]:
             continue
         if not dry_run and contest.held_back(ctx, step):
             continue  # contested: not re-applied before its backoff ends
-        outcome = run(ctx, step, dry_run)
+        if step.skip is None and calls_out(ctx, step.action, dry_run):
+            refused = _refused(ctx, step)
+            if refused is None:
+                call_out(ctx, step)
+                continue
+            outcome = refused
+        else:
+            outcome = run(ctx, step, dry_run)
         failpoint("after-apply")
         record(ctx, step, outcome)
         contest.applied(ctx, step, outcome)
@@ -107,6 +120,62 @@ def apply(ctx: IncidentContext, steps: list[Step], dry_run: bool) -> list[str]:
         if outcome.state == "Failed":
             failed.append(f"{step.action.type} on {step.entry_target}: {outcome.message}")
     return failed
+
+
+def _refused(ctx: IncidentContext, step: Step) -> Outcome | None:
+    try:
+        return refusal(ctx, step.spec, step.target)
+    except APIError as err:
+        return Outcome("Failed", str(err))
+
+
+def call_key(entry_id: tuple[str, str]) -> str:
+    """What an entry's calls are known by (engine.outside): its apply and its undo alike,
+    so that neither starts while the other is under way."""
+    return f"{entry_id[0]} {entry_id[1]}"
+
+
+def call_out(ctx: IncidentContext, step: Step) -> None:
+    """Ask for STEP's call after the status write; its entry says meanwhile that it is under
+    way (and carries what the action claims, Notify's `sending`). Nothing when it is being
+    called already."""
+    entry = ctx.entries.get(step.id)
+    actx = action_context(ctx, step.spec, step.target, entry=entry)
+
+    def call() -> Outcome:
+        try:
+            return step.action.apply(actx)
+        except APIError as err:
+            return Outcome("Failed", str(err))
+
+    if not ctx.outside(call_key(step.id), call, lambda fresh, out: posted(fresh, step, out)):
+        return
+    claim = step.action.claim(actx)
+    key, target = step.id
+    if entry is None:
+        entry = {"action": step.action.type, "key": key, "target": target, "state": claim.state,
+                 "message": claim.message}  # fmt: skip
+    entry.update(claim.keep)
+    ctx.entries[step.id] = entry
+
+
+def posted(ctx: IncidentContext, step: Step, outcome: Outcome) -> None:
+    """Merge the OUTCOME of STEP's call into CTX (a fresh read): its entry, its timeline entry,
+    and what it asks for: a retry with backoff when it failed, its recheck, or, when it
+    changed something, a pass at once (which says what is now in force, and acknowledges
+    what was just paged)."""
+    entry = ctx.entries.get(step.id) or {}
+    was = entry.get("state")
+    if entry:
+        entry.pop(actions.SENDING, None)
+        outcome = step.action.merged(entry, outcome)
+    record(ctx, step, outcome)
+    if outcome.state == "Failed":
+        ctx.retry()
+    elif outcome.recheck is not None:
+        ctx.requeue_after(outcome.recheck)
+    elif outcome.changed or outcome.state != was:
+        ctx.requeue_after(0.0)
 
 
 def record(ctx: IncidentContext, step: Step, outcome: Outcome) -> None:

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import ledger
-from ..actions import notify
+from .. import actions, ledger
+from ..actions import Outcome, notify
 from ..conditions import now_iso
 from ..errors import APIError
 from ..lifecycle import add_timeline
 from ..resources import HELD_KINDS, Ref
 from .context import EntryId, IncidentContext, in_force
 from .decide import spec_for
-from .steps import action_context, action_of
+from .steps import action_context, action_of, call_key, calls_out
 
 Body = dict[str, Any]
 
@@ -93,7 +93,8 @@ def revert(ctx: IncidentContext, keep: set[EntryId], *, sweep: bool = False) -> 
     for entry_id, entry in reversed(list(ctx.entries.items())):
         key = entry.get("key") or entry["action"]
         extra = [] if key in kept_keys else found.pop(key, [])
-        if entry_id in keep or (not in_force(entry) and not extra):
+        claimed = bool(entry.get(actions.SENDING))  # a page that may have gone out
+        if entry_id in keep or (not in_force(entry) and not extra and not claimed):
             continue
         objects = list(entry.get("objects") or [])
         todo.append((entry_id, entry, objects + [o for o in extra if o not in objects]))
@@ -128,10 +129,52 @@ def _revert_one(ctx: IncidentContext, entry: Body, objects: list[str]) -> str:
     actx = action_context(ctx, spec or {"type": action.type}, target, key=key, entry=entry)
     if spec is None and entry.get(notify.SENT_TO):
         actx = notify.as_sent(actx, entry[notify.SENT_TO])  # the policy is gone or changed
+    if calls_out(ctx, action):
+        return _undo_after_the_write(ctx, (key, entry["target"]), action, actx, objects)
     try:
         outcome = action.revert(actx, objects)
     except APIError as err:
         return f"{entry['action']} on {entry['target']}: {err}"
+    _reverted(ctx, entry, outcome, objects)
+    return ""
+
+
+def _undo_after_the_write(
+    ctx: IncidentContext,
+    entry_id: EntryId,
+    action: actions.Action,
+    actx: actions.ActionContext,
+    objects: list[str],
+) -> str:
+    """Ask for an outside action's undo (a "resolved" page) after the status write; the
+    entry is Reverted once its call returns (engine.outside). In words, why it cannot be
+    asked now: its call is under way."""
+
+    def call() -> Outcome | APIError:
+        try:
+            return action.revert(actx, objects)
+        except APIError as err:
+            return err
+
+    def record(fresh: IncidentContext, outcome: Outcome | APIError) -> None:
+        entry = fresh.entries.get(entry_id)
+        if entry is None:
+            return
+        entry.pop(actions.SENDING, None)
+        if isinstance(outcome, APIError):
+            entry["message"] = f"undo: {outcome}"
+            fresh.retry()
+            return
+        _reverted(fresh, entry, action.merged(entry, outcome), objects)
+        fresh.requeue_after(0.0)  # the pass that sees it undone goes on (resolved, deleted)
+
+    if not ctx.outside(call_key(entry_id), call, record):
+        return f"{action.type} on {entry_id[1]}: its call is under way; undone once it returns"
+    ctx.entries[entry_id].update(action.claim(actx, undo=True).keep)
+    return ""
+
+
+def _reverted(ctx: IncidentContext, entry: Body, outcome: Outcome, objects: list[str]) -> None:
     entry.update(outcome.keep)  # what an outside service answered (a status page's state)
     entry.update(state="Reverted", revertedAt=now_iso(ctx.now), message=outcome.message)
     if objects:
@@ -142,4 +185,3 @@ def _revert_one(ctx: IncidentContext, entry: Body, objects: list[str]) -> str:
         f"{entry['action']} on {entry['target']}: {outcome.message}",
         ctx.now,
     )
-    return ""

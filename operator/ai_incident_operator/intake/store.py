@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 from .. import kube, retry
 from ..errors import APIError, Conflict, Invalid, NotFound, Transient
 from ..errors import Forbidden as _APIForbidden
+from ..keylocks import KeyLocks
 from ..kube import Ref
 from ..lifecycle import OPEN_PHASES
 from . import mapping
@@ -274,13 +275,14 @@ def _admit(group: Group, admission: Admission) -> None:
         raise Limited(wait)
 
 
-_KEY_LOCKS = tuple(threading.Lock() for _ in range(64))
+_KEY_LOCKS = KeyLocks()
 
 
-def _key_lock(namespace: str, name: str) -> threading.Lock:
+def _key_lock(namespace: str, name: str) -> contextlib.AbstractContextManager[None]:
     """The lock of a group's key: one delivery of a key at a time in this process (a flood
-    of one alert group would otherwise read the same version and conflict in turn)."""
-    return _KEY_LOCKS[hash((namespace, name)) % len(_KEY_LOCKS)]
+    of one alert group would otherwise read the same version and conflict in turn); other
+    keys never wait for it."""
+    return _KEY_LOCKS.hold((namespace, name))
 
 
 def _retrying(attempt: Callable[[], T]) -> T:
