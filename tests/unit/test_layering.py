@@ -21,9 +21,9 @@ PURE = [
     "triage", "policy", "ledger", "fieldpath", "conditions", "lifecycle",
     "traffic", "traffic.service", "traffic.istio", "traffic.gateway", "traffic.router",
     "traffic.aigateway", "traffic.rollout", "traffic.kserve",
-    "engine", "engine.decide", "access", "errors", "resources", "retry",
-    "workloads", "workloads.base", "workloads.replicated", "workloads.leaderworkerset",
-    "workloads.kserve", "readiness",
+    "engine", "engine.decide", "engine.outside", "keylocks", "access", "errors", "resources",
+    "retry", "workloads", "workloads.base", "workloads.replicated",
+    "workloads.leaderworkerset", "workloads.kserve", "readiness",
 ]  # fmt: skip
 CHECK = """
 import sys
