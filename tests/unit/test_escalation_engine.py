@@ -113,6 +113,33 @@ def test_a_level_not_acknowledged_in_time_pages_once_and_says_it_is_an_escalatio
     assert len(hook.bodies["/oncall"]) == 1
 
 
+def test_an_acknowledgement_reaches_the_levels_that_paged_once(hook, monkeypatch):
+    """Leadership was paged; once someone acknowledges, its pager hears it too (a PagerDuty
+    `acknowledge` on the same alert; a short message elsewhere), once, across restarts."""
+    scene = Scene(hook.url, [ACKNOWLEDGED])
+    scene.run(timedelta(0))
+    scene.run(timedelta(minutes=10))
+    assert scene.escalations() == [(1, "Sent")]
+    scene.edit(acknowledged={"by": "alice", "at": "2025-03-01T09:11:00Z"})
+    scene.run(timedelta(minutes=11))
+    generic = hook.bodies["/leadership"][-1]
+    assert (generic["event"], generic["by"], generic["incident"]) == (
+        "acknowledged",
+        "alice",
+        "harm",
+    )
+    assert hook.bodies["/boss"][-1] == {
+        "text": "[ACK] prod/harm HarmfulOutput: Unsafe advice: acknowledged by alice"
+    }
+    (entry,) = scene.status()["escalations"]
+    assert entry["acknowledged"] == ["leadership", "boss"]
+    assert hook.bodies["/oncall"][-1]["event"] == "acknowledged"  # the Notify page's own
+    restart(monkeypatch)
+    scene.run(timedelta(minutes=12))
+    assert (len(hook.bodies["/leadership"]), len(hook.bodies["/boss"])) == (2, 2)
+    assert len(hook.bodies["/oncall"]) == 2
+
+
 def test_acknowledged_before_the_level_is_due_it_is_skipped_for_good(hook):
     scene = Scene(hook.url, [ACKNOWLEDGED])
     scene.run(timedelta(0))

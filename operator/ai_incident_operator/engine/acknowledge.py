@@ -8,10 +8,11 @@ acknowledge call, both for the incident's one alert (its dedup key), so that on-
 stops being paged; Slack, MSTeams and Generic channels get a short "acknowledged by WHO"
 so the people watching them know someone has it. The channels reached are kept in the
 entry (`delivered.acknowledge`): neither a later pass nor a restart sends it again.
-A page sent after the acknowledgement (a later trigger) is acknowledged on the same
-pass. Sending is Notify's send path (parallel, with timeouts and retries), as the
-response's own pages are sent in the pass; a failed channel is tried again with the
-pass's backoff. Removing `spec.acknowledged` sets `Acknowledged=False`; the services
+A page sent after the acknowledgement (a later trigger) is acknowledged by the pass that
+follows its outcome. The escalation levels that paged hear it too (`escalations[].
+acknowledged`), so that leadership's pager stops as well. Sending is Notify's send path
+(parallel, with timeouts and retries), after the pass's status write (engine.outside); a
+failed channel is tried again with the pass's backoff. Removing `spec.acknowledged` sets `Acknowledged=False`; the services
 are not told (PagerDuty's Events API cannot un-acknowledge).
 
 An approval wait paged to PagerDuty or Opsgenie opens the incident's alert too
@@ -26,11 +27,13 @@ from typing import Any
 from .. import egress
 from ..actions import Outcome, notify, pages
 from ..conditions import ACKNOWLEDGED, get_condition
+from . import escalation
 from .approval import PAGE
 from .context import IncidentContext, policy_by_ref
 from .steps import action_context
 
 ALERTS = (pages.PAGERDUTY, pages.OPSGENIE)  # formats whose page stays open until resolved
+LEVEL_ACKNOWLEDGED = "acknowledged"  # an escalation entry's channels told of the acknowledgement
 
 
 def who(spec: dict[str, Any]) -> str | None:
@@ -61,6 +64,7 @@ def acknowledge(ctx: IncidentContext) -> None:
         ctx.say(ACKNOWLEDGED, words)
     if not ctx.api.read_only:
         pass_on(ctx, by)
+        pass_on_to_levels(ctx, by)
 
 
 def pass_on(ctx: IncidentContext, by: str) -> None:
@@ -96,6 +100,65 @@ def _acknowledged(
     news = any(d.ok and not d.earlier for d in deliveries)
     ctx.say("NotifyFailed" if failed else "AcknowledgementSent", message, warning=failed,
             timeline=news)  # fmt: skip
+    if failed:
+        ctx.retry()
+
+
+def pass_on_to_levels(ctx: IncidentContext, by: str) -> None:
+    """Send the acknowledgement to the escalation levels that paged (`Sent`), so that
+    leadership's pager stops too: each channel once (the entry's `acknowledged`), but those
+    a Notify entry already told. Not once the incident is resolved: they hear that instead."""
+    if ctx.status.get("phase") in escalation.RESOLVED_PHASES:
+        return
+    told = {
+        name
+        for entry in ctx.entries.values()
+        if entry.get("action") == notify.Notify.type
+        for name in notify.Notify.delivered(entry).get(pages.ACKNOWLEDGE, [])
+    }
+    incident = {**ctx.body, "status": ctx.status}
+    api, spec = ctx.api, ctx.policy_spec
+    tenant = egress.scope_of_ref(ctx.status.get("policyRef"), ctx.namespace)
+    for entry in ctx.status.get(escalation.FIELD) or []:
+        done = set(entry.get(LEVEL_ACKNOWLEDGED) or []) | told
+        todo = [n for n in entry.get("channels") or [] if n not in done]
+        if entry.get("state") != escalation.SENT or not todo:
+            continue
+        level = (entry.get("severity"), entry.get("level"))
+        what = f"acknowledge level {level[0]}-{level[1]}"
+
+        def call(todo: list[str] = todo, what: str = what) -> list[notify.Delivery]:
+            return notify.deliver(
+                api,
+                todo,
+                spec,
+                lambda channel: notify.request(
+                    channel.get("format", "Generic"), pages.ACKNOWLEDGE, incident, who=by
+                ),
+                memo=(ctx.uid, what),
+                tenant=tenant,
+            )
+
+        ctx.outside(what, call, lambda fresh, sent, level=level: _level_told(fresh, level, sent))
+
+
+def _level_told(
+    ctx: IncidentContext, level: tuple[Any, Any], deliveries: list[notify.Delivery]
+) -> None:
+    """Record which of a level's channels heard the acknowledgement (a fresh read's CTX)."""
+    entry = next((e for e in ctx.status.get(escalation.FIELD) or []
+                  if (e.get("severity"), e.get("level")) == level), None)  # fmt: skip
+    if entry is None or not deliveries:
+        return
+    reached = list(entry.get(LEVEL_ACKNOWLEDGED) or [])
+    reached += [d.channel for d in deliveries if d.ok and d.channel not in reached]
+    entry[LEVEL_ACKNOWLEDGED] = reached
+    failed = any(not d.ok for d in deliveries)
+    message = f"escalation level {level[1]}: " + notify.report(
+        deliveries, "acknowledgement sent to"
+    )
+    ctx.say("NotifyFailed" if failed else "AcknowledgementSent", message, warning=failed,
+            timeline=any(d.ok and not d.earlier for d in deliveries))  # fmt: skip
     if failed:
         ctx.retry()
 
