@@ -16,7 +16,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -148,6 +149,35 @@ def _world(
         last_released=last_released,
         protected_namespaces=PROTECTED,
         tenant_bounds=bounds.current(),  # namespaced policies are held to them
+        call_later=_call_later,
+        requeue=_after_calls,
+    )
+
+
+# The calls to outside services (pages, status pages, trackers) run on their own threads:
+# a dead webhook (4 tries of 5 s) holds neither kopf's workers nor the scheduler's.
+OUTSIDE_WORKERS = int(os.environ.get("AIINCIDENT_OUTSIDE_WORKERS", "8"))
+_OUTSIDE = ThreadPoolExecutor(OUTSIDE_WORKERS, thread_name_prefix="outside")
+_call_failures: dict[tuple[str, str], int] = {}  # incident -> calls out failed in a row
+
+
+def _call_later(job: Callable[[], None]) -> None:
+    # In the caller's context, kopf's: the job's Events are posted.
+    _OUTSIDE.submit(contextvars.copy_context().run, job)
+
+
+def _after_calls(namespace: str, name: str, result: engine.Result) -> None:
+    """What the calls out of a pass ask: a retry with a backoff of its own (the passes in
+    between succeed and must not reset it), a recheck, or nothing."""
+    key = (namespace, name)
+    if not result.retry:
+        _call_failures.pop(key, None)
+        _want_engine(key, result.requeue_after)
+        return
+    _call_failures[key] = _call_failures.get(key, 0) + 1
+    backoff = min(2.0 ** _call_failures[key], MAX_BACKOFF)
+    _want_engine(
+        key, backoff if result.requeue_after is None else min(backoff, result.requeue_after)
     )
 
 
@@ -322,6 +352,7 @@ def incident_deleted(namespace: str, name: str, body: kopf.Body, retry: int, **k
         )
     SCHEDULER.forget((namespace, name))
     _failures.pop((namespace, name), None)
+    _call_failures.pop((namespace, name), None)
     with _engine_lock:
         _engine_due.pop((namespace, name), None)
 

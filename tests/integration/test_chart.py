@@ -347,9 +347,15 @@ def mitigate_and_resolve(ns: str, proc: OperatorProcess, expect: set[str]) -> No
     wait_for(lambda: policy_ready(ns), 30, f"policy Ready (log: {proc.log_path})")
     before = snapshot(ns)
     create_incident(ns, "harm", {"category": "HarmfulOutput", "target": {"name": "chat-llm"}})
-    incident = phase(ns, "harm", "Mitigated")
-    states = {(m["action"], m["state"]) for m in incident["status"]["mitigations"]}
-    assert states == {(action, "Applied") for action in expect}, incident["status"]
+    phase(ns, "harm", "Mitigated")
+
+    def states() -> set[tuple[str, str]]:
+        status = kube.get(Ref("AIIncident", ns, "harm"))["status"]
+        return {(m["action"], m["state"]) for m in status["mitigations"]}
+
+    # A page's outcome is recorded after the write that says Mitigated (it is sent after it).
+    wanted = {(action, "Applied") for action in expect}
+    wait_for(lambda: states() == wanted, 30, f"every action Applied (log: {proc.log_path})")
     assert kube.get(Ref("Deployment", ns, "chat-llm"))["spec"]["replicas"] == 0
     route = kube.get(Ref("VirtualService", ns, "chat"))["spec"]["http"][0]["route"]
     assert {d["destination"]["host"]: d.get("weight") for d in route} == {

@@ -93,7 +93,8 @@ def test_the_resolved_page_goes_out_after_the_policy_was_deleted(namespace, oper
     setup(namespace, hook, {"actions": [{"type": "ScaleToZero"}, notify]})
     open_incident(namespace, "gone")
     phase_is(namespace, "gone", "Mitigated")
-    assert events(hook, "/oncall") == ["incident"]
+    # Paged after the status write that says Mitigated, recorded after the answer.
+    wait_for(lambda: events(hook, "/oncall") == ["incident"], 30, "the page")
 
     kube.delete(Ref("MitigationPolicy", namespace, "chat"))
     wait_for(lambda: "policyRef" not in status_of(namespace, "gone"), 30, "policyRef cleared")
@@ -115,7 +116,8 @@ def test_an_approval_wait_is_paged_once_and_approve_records_who(namespace, opera
     setup(namespace, hook, {"requireApproval": True, "actions": [{"type": "ScaleToZero"}, notify]})
     open_incident(namespace, "ap")
     phase_is(namespace, "ap", "AwaitingApproval")
-    wait_for(lambda: status_of(namespace, "ap").get("approvalPage"), 30, "the approval page")
+    wait_for(lambda: (status_of(namespace, "ap").get("approvalPage") or {}).get("channels"), 30,
+             "the approval page recorded")  # fmt: skip
     (page,) = hook.bodies["/oncall"]
     assert page["event"] == "approval-required"
     assert page["approve"] == f"aiincident approve ap -n {namespace}"
@@ -135,7 +137,7 @@ def test_an_approval_wait_is_paged_once_and_approve_records_who(namespace, opera
         "response approved by alice"
     ]
     assert condition(status, "Approved")["message"] == "spec.approved is true (approved by alice)"
-    assert events(hook, "/oncall") == ["approval-required", "incident"]
+    wait_for(lambda: events(hook, "/oncall") == ["approval-required", "incident"], 30, "the page")
     described = aiincident("describe", "ap", "-n", namespace).stdout
     assert "Approved:     yes (by alice)" in described
 

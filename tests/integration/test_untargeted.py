@@ -39,7 +39,7 @@ def test_a_mistyped_target_still_pages_and_can_be_resolved_and_closed(namespace,
     wait_for(lambda: hook.bodies.get("/oncall"), 20, "oncall paged")
     page = hook.bodies["/oncall"][0]
     assert page["severity"] == 1, page
-    # The page goes out within the pass, before its status is written: wait for the write.
+    # The page goes out after the pass's status write; the write may not be read yet: wait.
     triaged = wait_for(
         lambda: _condition(ns, "Triaged").get("reason") and _condition(ns, "Triaged"), 20
     )

@@ -168,3 +168,50 @@ def test_the_resolved_page_goes_out_after_the_write_and_resolution_waits_for_it(
     entry = notify_entry(scene)
     assert entry["state"] == "Reverted" and entry["message"] == "resolved sent to oncall, lead"
     assert hook.bodies["/lead"][-1]["event"] == "resolved"
+
+
+def test_with_a_pool_the_pass_returns_before_any_page_goes_out(hook):
+    """In the operator the calls out run on their own threads (World.call_later): the
+    handler's thread is free once the pass is written; the job posts, records, runs the
+    pass its outcome asks for, and tells the scheduler what that pass asks (World.requeue)."""
+    hook.script["/lead"] = [500]
+    scene = EngineScene(spec(hook.url), T0)
+    jobs: list[Any] = []
+    asked: list[tuple[str, str, Any]] = []
+    scene.world.call_later = jobs.append
+    scene.world.requeue = lambda namespace, name, result: asked.append((namespace, name, result))
+    scene.run()
+    assert hook.bodies == {}
+    assert scene.status()["phase"] == "Mitigated" and notify_entry(scene)["sending"]
+    (job,) = jobs
+    job()  # as the pool does, on its own thread
+    entry = notify_entry(scene)
+    assert entry["state"] == "Failed" and entry["delivered"] == {"trigger": ["oncall"]}
+    ((namespace, name, result),) = asked
+    assert (namespace, name, result.retry) == (NS, "harm", True)  # the scheduler backs off
+    hook.script["/lead"] = [200]
+    scene.run()
+    jobs.pop()()
+    assert notify_entry(scene)["state"] == "Applied"
+    assert not asked[-1][2].retry  # the pass after the outcome ran, and asks no retry
+    assert len(hook.bodies["/oncall"]) == 1
+
+
+def test_a_call_asked_for_while_in_flight_is_owed_a_pass_once_it_is_done():
+    """A pass that finds a call busy skips it; what it wanted may differ from what is being
+    sent (a status page's next step), so the call's outcome asks for a pass at once."""
+    from ai_incident_operator.engine import outside
+
+    key = ("uid", "StatusPage:sp/url AIIncident/harm")
+    (claimed,) = outside.claim([outside.Call(key, lambda: "sent", lambda ctx, result: None)])
+    assert outside.busy(key)  # a concurrent pass asks for it again
+
+    class Fresh:
+        asked: float | None = None
+
+        def requeue_after(self, seconds: float) -> None:
+            self.asked = seconds
+
+    fresh = Fresh()
+    outside.run([claimed], lambda change: change(fresh))
+    assert fresh.asked == 0.0 and not outside.busy(key)

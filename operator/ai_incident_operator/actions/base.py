@@ -157,6 +157,11 @@ class Action:
     def revert(self, ctx: ActionContext, objects: list[str]) -> Outcome:
         raise NotImplementedError
 
+    def calls(self, ctx: ActionContext) -> bool:
+        """Whether an outside action's apply would call its service now (pure): one that
+        would only say that all is as it was runs in the pass, with no call to wait for."""
+        return True
+
     def claim(self, ctx: ActionContext, undo: bool = False) -> Outcome:
         """An outside action's entry while its call (apply, or revert with UNDO) is under way:
         written before the call is made. `keep` may hold a `SENDING` mark that a pass after a

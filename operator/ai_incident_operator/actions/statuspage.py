@@ -316,6 +316,10 @@ class StatusPage(Action):
             raise PageError("the status page answered without an incident id")
         return found
 
+    def calls(self, ctx: ActionContext) -> bool:
+        kept = ctx.entry.get(PAGE) or {}
+        return not (kept.get("id") and kept.get("status") == STEPS[step_of(ctx.incident)])
+
     def apply(self, ctx: ActionContext) -> Outcome:
         kept = dict(ctx.entry.get(PAGE) or {})
         step = step_of(ctx.incident)

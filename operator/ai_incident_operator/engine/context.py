@@ -68,6 +68,13 @@ class World:
     investigate: Callable[[IncidentContext], None] | None = None
     verify: Callable[[list, str, Any, datetime], tuple[bool, str]] | None = None
     write_review: Callable[[IncidentContext], None] | None = None
+    # Runs a job apart from the caller's thread: the calls out after a pass and the pass
+    # their outcomes ask for (engine.reconcile), so that a dead webhook holds no worker of
+    # kopf's or the scheduler's. None: in the caller's thread, before reconcile returns.
+    call_later: Callable[[Callable[[], None]], None] | None = None
+    # What such a job's outcomes ask of the caller's scheduler (a retry, a recheck), by
+    # (namespace, name); None: nothing (the job's Result is dropped).
+    requeue: Callable[[str, str, Result], None] | None = None
 
 
 @dataclass

@@ -30,6 +30,7 @@ from typing import Any
 log = logging.getLogger("ai_incident_operator.engine")
 CallKey = tuple[str, str]  # (incident uid, what is called: unique within the incident)
 _in_flight: set[CallKey] = set()
+_missed: set[CallKey] = set()  # in flight when a pass asked for them again
 _in_flight_lock = threading.Lock()
 
 
@@ -41,9 +42,14 @@ class Call:
 
 
 def busy(key: CallKey) -> bool:
-    """Whether KEY is being called (or its result written) by this process right now."""
+    """Whether KEY is being called (or its result written) by this process right now; if so,
+    the pass that asks is owed another once it is done (`run`): what that pass wanted may
+    differ from what is being sent (a status page's next step)."""
     with _in_flight_lock:
-        return key in _in_flight
+        if key in _in_flight:
+            _missed.add(key)
+            return True
+        return False
 
 
 def claim(calls: list[Call]) -> list[Call]:
@@ -76,6 +82,11 @@ def run(calls: list[Call], amend: Callable[[Callable[[Any], None]], Any]) -> Any
         def record(ctx: Any) -> None:
             for call, result in results:
                 call.record(ctx, result)
+            with _in_flight_lock:
+                owed = [call.key for call in calls if call.key in _missed]
+                _missed.difference_update(owed)
+            if owed:
+                ctx.requeue_after(0.0)  # the passes that found them busy, again
 
         try:
             return amend(record)
@@ -86,3 +97,4 @@ def run(calls: list[Call], amend: Callable[[Callable[[Any], None]], Any]) -> Any
         with _in_flight_lock:
             for call in calls:
                 _in_flight.discard(call.key)
+                _missed.discard(call.key)

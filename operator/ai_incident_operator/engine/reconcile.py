@@ -11,6 +11,7 @@ incident holds, and says what it still waits for. Called by `handlers`.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -99,15 +100,58 @@ def reconcile(
     for _ in range(ROUNDS):
         with _locks.hold((namespace, name)):
             result = retry.on_conflict(attempt, what=f"the status of incident {namespace}/{name}")
-        # Posted once the claim is written, outside the lock (at most once: engine.escalation).
-        escalation.send(api, claimed, lambda change: amend(namespace, name, change, world, api))
-        asked = outside.run(calls, lambda change: amend(namespace, name, change, world, api, now))
+        if world.call_later is not None and (claimed or calls):
+            job = functools.partial(_after_the_write, namespace, name, world, api, now,
+                                    list(claimed), list(calls))  # fmt: skip
+            try:
+                world.call_later(job)
+                return result
+            except RuntimeError:  # the pool is shut down (the operator stops): here, then
+                pass
+        asked = _send(namespace, name, world, api, now, claimed, calls)
         if asked is None:
             return result
         if asked.retry or asked.requeue_after != 0:
             return result.merge(asked)
         # The calls' outcomes want a pass now (what is in force, what was just paged): here.
     return result.merge(Result(requeue_after=0.0))
+
+
+def _send(
+    namespace: str,
+    name: str,
+    world: World,
+    api: Access,
+    now: datetime | None,
+    claimed: list[escalation.Claim],
+    calls: list[outside.Call],
+) -> Result | None:
+    """Post what the written status claimed, outside the lock (at most once: engine.escalation,
+    engine.outside), and merge the outcomes; what they ask of the caller."""
+    escalation.send(api, claimed, lambda change: amend(namespace, name, change, world, api))
+    return outside.run(calls, lambda change: amend(namespace, name, change, world, api, now))
+
+
+def _after_the_write(
+    namespace: str,
+    name: str,
+    world: World,
+    api: Access,
+    now: datetime | None,
+    claimed: list[escalation.Claim],
+    calls: list[outside.Call],
+) -> None:
+    """World.call_later's job: the calls out, then what their outcomes ask (a pass now,
+    which may hand on calls of its own; a retry or a recheck, to the caller's scheduler)."""
+    try:
+        asked = _send(namespace, name, world, api, now, claimed, calls)
+        if asked is not None and not asked.retry and asked.requeue_after == 0:
+            asked = reconcile(namespace, name, world, api=api, now=now)
+    except Exception as err:  # the apiserver went away: the claims stay, a pass retries
+        log.warning("incident %s/%s: after its calls out: %s; again later", namespace, name, err)
+        asked = Result(retry=True)
+    if asked is not None and world.requeue is not None:
+        world.requeue(namespace, name, asked)
 
 
 def advance(ctx: IncidentContext) -> None:

@@ -104,7 +104,7 @@ def apply(ctx: IncidentContext, steps: list[Step], dry_run: bool) -> list[str]:
             continue
         if not dry_run and contest.held_back(ctx, step):
             continue  # contested: not re-applied before its backoff ends
-        if step.skip is None and calls_out(ctx, step.action, dry_run):
+        if step.skip is None and calls_out(ctx, step.action, dry_run) and _calls(ctx, step):
             refused = _refused(ctx, step)
             if refused is None:
                 call_out(ctx, step)
@@ -120,6 +120,11 @@ def apply(ctx: IncidentContext, steps: list[Step], dry_run: bool) -> list[str]:
         if outcome.state == "Failed":
             failed.append(f"{step.action.type} on {step.entry_target}: {outcome.message}")
     return failed
+
+
+def _calls(ctx: IncidentContext, step: Step) -> bool:
+    entry = ctx.entries.get(step.id)
+    return step.action.calls(action_context(ctx, step.spec, step.target, entry=entry))
 
 
 def _refused(ctx: IncidentContext, step: Step) -> Outcome | None:
