@@ -101,10 +101,12 @@ def reconcile(
         with _locks.hold((namespace, name)):
             result = retry.on_conflict(attempt, what=f"the status of incident {namespace}/{name}")
         if world.call_later is not None and (claimed or calls):
-            job = functools.partial(_after_the_write, namespace, name, world, api, now,
-                                    list(claimed), list(calls))  # fmt: skip
+            send = functools.partial(_send, namespace, name, world, api, now, list(claimed),
+                                     list(calls))  # fmt: skip
+            again = functools.partial(reconcile, namespace, name, world, api=api, now=now)
+            requeue = functools.partial(world.requeue, namespace, name) if world.requeue else None
             try:
-                world.call_later(job)
+                world.call_later(functools.partial(_after_the_write, ref, send, again, requeue))
                 return result
             except RuntimeError:  # the pool is shut down (the operator stops): here, then
                 pass
@@ -133,25 +135,24 @@ def _send(
 
 
 def _after_the_write(
-    namespace: str,
-    name: str,
-    world: World,
-    api: Access,
-    now: datetime | None,
-    claimed: list[escalation.Claim],
-    calls: list[outside.Call],
+    ref: Ref,
+    send: Callable[[], Result | None],
+    again: Callable[[], Result],
+    requeue: Callable[[Result], None] | None,
 ) -> None:
-    """World.call_later's job: the calls out, then what their outcomes ask (a pass now,
-    which may hand on calls of its own; a retry or a recheck, to the caller's scheduler)."""
+    """World.call_later's job: the calls out (SEND), then what their outcomes ask: a pass
+    now (AGAIN, which may hand on calls of its own), or a retry or a recheck (REQUEUE, the
+    caller's scheduler)."""
     try:
-        asked = _send(namespace, name, world, api, now, claimed, calls)
+        asked = send()
         if asked is not None and not asked.retry and asked.requeue_after == 0:
-            asked = reconcile(namespace, name, world, api=api, now=now)
+            asked = again()
     except Exception as err:  # the apiserver went away: the claims stay, a pass retries
-        log.warning("incident %s/%s: after its calls out: %s; again later", namespace, name, err)
+        log.warning("incident %s/%s: after its calls out: %s; again later", ref.namespace,
+                    ref.name, err)  # fmt: skip
         asked = Result(retry=True)
-    if asked is not None and world.requeue is not None:
-        world.requeue(namespace, name, asked)
+    if asked is not None and requeue is not None:
+        requeue(asked)
 
 
 def advance(ctx: IncidentContext) -> None:
