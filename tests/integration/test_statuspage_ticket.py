@@ -29,6 +29,7 @@ import pytest
 from ai_incident_operator import kube
 from ai_incident_operator.kube import Ref
 
+import kubelet
 from kit import (
     OPERATOR_ENV,
     OperatorProcess,
@@ -173,6 +174,7 @@ def test_a_severity_1_status_page_is_told_updated_and_resolved(
 ):
     ns = solo_namespace
     secret(ns, "statuspage", {"url": f"{receiver.url}/v1/pages/PAGE\n", "token": "sp-key"})
+    kubelet.hold(ns)  # the model comes back when the test says: the page says monitoring first
     setup(ns, 1, [{"type": "ScaleToZero"}, STATUSPAGE])
     create_incident(ns, "harm", {"category": "HarmfulOutput", "severity": 1,
                                  "title": "Unsafe advice from chat-llm",
@@ -207,6 +209,9 @@ def test_a_severity_1_status_page_is_told_updated_and_resolved(
     assert len(receiver.seen()) == 2  # nothing opened or updated again
 
     kube.patch(Ref("AIIncident", ns, "harm"), {"spec": {"resolution": {"requested": True}}})
+    wait_for(lambda: len(receiver.seen()) == 3, 30, "the page says monitoring")
+    assert status_of(ns, "harm")["phase"] == "Resolving"
+    wait_for(lambda: kubelet.mark_ready(ns), 30, "the restored model's Pod")
     wait_for(lambda: status_of(ns, "harm").get("phase") == "Resolved", 60, "Resolved")
     requests = receiver.seen()
     assert [(m, p, (b or {}).get("incident", {}).get("status")) for m, p, _, b in requests] == [
