@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import secrets
@@ -26,6 +27,7 @@ from ai_incident_operator.localcluster import free_port
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
 LOGS = REPO / ".local" / "test-logs"
+_LOG_NUMBERS = itertools.count(1)
 PROTECTED_NAMESPACE = "aiincident-protected-test"
 # Short resync so that tests of repair and re-planning finish in seconds.
 OPERATOR_ENV = {
@@ -45,8 +47,14 @@ TEST_TENANT_BOUNDS = str(REPO / "tests" / "tenant-bounds.yaml")
 os.environ.setdefault("AIINCIDENT_TENANT_BOUNDS", TEST_TENANT_BOUNDS)
 
 
-def wait_for(check: Callable[[], T], timeout: float = 30.0, what: str = "condition") -> T:
-    """Poll CHECK until it returns something truthy; fail with its last result."""
+def wait_for(
+    check: Callable[[], T],
+    timeout: float = 30.0,
+    what: str = "condition",
+    explain: Callable[[], str] | None = None,
+) -> T:
+    """Poll CHECK until it returns something truthy; fail with its last result and, when
+    given, what EXPLAIN says then (the state a reader of CI's output needs)."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -59,7 +67,8 @@ def wait_for(check: Callable[[], T], timeout: float = 30.0, what: str = "conditi
             if last:
                 return last
         time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+    said = f"\n{explain()}" if explain else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}{said}")
 
 
 def kubectl(
@@ -125,11 +134,16 @@ class OperatorProcess:
             self.env["AIINCIDENT_WEBHOOK_TOKEN"] = self.webhook_token
         self.proc: subprocess.Popen | None = None
         LOGS.mkdir(parents=True, exist_ok=True)
-        # One file per test run (pytest process): concurrent runs never write over each other.
-        self.log_path = LOGS / f"operator-{name}-{os.getpid()}.log"
+        # One file per process object and pytest process: neither concurrent runs nor a later
+        # test of the same name write over it; a restart appends below a header.
+        self.log_path = LOGS / f"operator-{name}-{os.getpid()}-{next(_LOG_NUMBERS)}.log"
+        self.starts = 0
 
     def start(self) -> OperatorProcess:
-        log = open(self.log_path, "wb")  # noqa: SIM115 - the child owns it
+        log = open(self.log_path, "ab" if self.starts else "wb")  # noqa: SIM115 - the child owns it
+        self.starts += 1
+        log.write(f"=== start {self.starts} at {time.strftime('%H:%M:%S')} ===\n".encode())
+        log.flush()
         argv = [
             sys.executable,
             "-m",

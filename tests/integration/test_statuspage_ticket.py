@@ -155,6 +155,13 @@ def restart(proc: OperatorProcess, ns: str, name: str) -> None:
     )
 
 
+def what_happened(receiver: Receiver, proc: OperatorProcess, ns: str, name: str) -> str:
+    """What a failed wait needs said: the requests seen, the incident's status, the log."""
+    seen = [(m, p, (b or {}).get("incident", {}).get("status")) for m, p, _, b in receiver.seen()]
+    status = json.dumps(status_of(ns, name), indent=1, sort_keys=True)
+    return f"requests: {seen}\nstatus: {status}\nlog ({proc.log_path}):\n{proc.log_tail(8000)}"
+
+
 PAGE = {
     "format": "Statuspage",
     "urlSecretRef": {"name": "statuspage", "key": "url"},
@@ -209,8 +216,11 @@ def test_a_severity_1_status_page_is_told_updated_and_resolved(
     assert len(receiver.seen()) == 2  # nothing opened or updated again
 
     kube.patch(Ref("AIIncident", ns, "harm"), {"spec": {"resolution": {"requested": True}}})
-    wait_for(lambda: len(receiver.seen()) == 3, 30, "the page says monitoring")
-    assert status_of(ns, "harm")["phase"] == "Resolving"
+    wait_for(lambda: len(receiver.seen()) >= 3, 30, "the page says monitoring",
+             explain=lambda: what_happened(receiver, own_operator, ns, "harm"))  # fmt: skip
+    assert status_of(ns, "harm")["phase"] == "Resolving", what_happened(
+        receiver, own_operator, ns, "harm"
+    )
     wait_for(lambda: kubelet.mark_ready(ns), 30, "the restored model's Pod")
     wait_for(lambda: status_of(ns, "harm").get("phase") == "Resolved", 60, "Resolved")
     requests = receiver.seen()
