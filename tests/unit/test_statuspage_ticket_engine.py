@@ -38,6 +38,7 @@ class Receiver:
     def __init__(self) -> None:
         self.requests: list[tuple[str, str, dict[str, str], Body]] = []
         self.opened: list[Body] = []  # the page's unresolved incidents
+        self.refuse: set[str] = set()  # incident statuses answered 400, once recorded
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -45,7 +46,10 @@ class Receiver:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length)) if length else None
                 receiver.requests.append((self.command, self.path, dict(self.headers), body))
-                if self.path.endswith("/issues"):
+                status = ((body or {}).get("incident") or {}).get("status")
+                if status in receiver.refuse:
+                    code, answer = 400, {"error": "refused"}
+                elif self.path.endswith("/issues"):
                     number = 7 + sum(1 for r in receiver.requests if r[1].endswith("/issues")) - 1
                     code, answer = 201, {"number": number, "html_url": f"{ISSUE[:-1]}{number}"}
                 elif self.command == "GET":
@@ -153,6 +157,7 @@ def restarted(monkeypatch: pytest.MonkeyPatch) -> None:
     ticket._filed.clear()
     ticket._attempted.clear()
     sp._attempted.clear()
+    sp._resolved.clear()
     monkeypatch.setattr(ticket, "PROCESS", uuid.uuid4().hex[:12])
     monkeypatch.setattr(sp, "PROCESS", uuid.uuid4().hex[:12])
 
@@ -328,3 +333,32 @@ def test_a_crash_after_opening_the_page_takes_the_incident_it_opened(receiver, m
     scene.run()
     assert receiver.requests[-1][:2] == ("PATCH", "/v1/pages/PAGE/incidents/sp1")
     assert sum(1 for m, *_ in receiver.requests if m == "POST") == 1
+
+
+def test_a_failed_monitoring_update_is_tried_again_while_resolution_waits(receiver):
+    """A page whose update failed is still open: the next pass says `monitoring` again, and
+    its `resolved` waits for the model like every page's (a Failed entry keeps its page)."""
+    scene = Scene(receiver.url, [{"type": "ScaleToZero"}, STATUSPAGE], 1)
+    for _ in range(3):
+        scene.run()  # intent, open, identified
+    assert [r[3]["incident"]["status"] for r in receiver.requests] == [
+        "investigating",
+        "identified",
+    ]
+    scene.fake.rollouts_ready = False  # the model loads its weights for a while
+    receiver.refuse.add("monitoring")  # the page's service has a bad moment
+    scene.resolve()
+    scene.run()
+    assert scene.status()["phase"] == "Resolving"
+    entry = next(e for e in scene.status()["mitigations"] if e["action"] == "StatusPage")
+    assert entry["state"] == "Failed" and entry["page"]["status"] == "identified"
+    receiver.refuse.clear()
+    scene.run()
+    statuses = [r[3]["incident"]["status"] for r in receiver.requests]
+    assert statuses == ["investigating", "identified", "monitoring", "monitoring"]
+    entry = next(e for e in scene.status()["mitigations"] if e["action"] == "StatusPage")
+    assert entry["state"] == "Applied" and entry["page"]["status"] == "monitoring"
+    scene.fake.rollouts_ready = True
+    scene.run()
+    assert scene.status()["phase"] == "Resolved"
+    assert [r[3]["incident"]["status"] for r in receiver.requests][-1] == "resolved"

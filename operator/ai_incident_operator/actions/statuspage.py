@@ -65,7 +65,7 @@ INTENT_RECHECK = 0.2  # seconds: the pass after the intent's status write opens 
 _attempted: set[tuple[str, str]] = set()  # (incident uid, key) opened by this process
 # Page incidents this process resolved: a pass whose status write conflicts runs again from
 # a fresh read, where the entry is not yet Reverted; the "resolved" is not sent twice.
-_resolved: set[str] = set()
+_resolved: set[tuple[str, str]] = set()  # (incident uid, page incident id)
 _lock = threading.Lock()
 
 
@@ -378,8 +378,9 @@ class StatusPage(Action):
         if ctx.dry_run:
             return Outcome("DryRun", f"would resolve status page incident {kept['id']}")
         done = {PAGE: {**kept, "status": "resolved"}}
+        resolved = (ctx.incident["metadata"].get("uid") or ctx.holder, kept["id"])
         with _lock:
-            if kept["id"] in _resolved:
+            if resolved in _resolved:
                 words = f"status page incident {kept['id']}: resolved"
                 return Outcome("Reverted", words, objects, keep=done)
         try:
@@ -390,7 +391,7 @@ class StatusPage(Action):
             # A lost "resolved" must not hold the incident open (as Notify's).
             return Outcome("Reverted", words, objects)
         with _lock:
-            _resolved.add(kept["id"])
+            _resolved.add(resolved)
         words = f"status page incident {kept['id']}: resolved"
         ctx.api.event(ctx.incident, "StatusPageUpdated", words)
         return Outcome("Reverted", words, objects, changed=True, keep=done)

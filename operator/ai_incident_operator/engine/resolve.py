@@ -30,7 +30,7 @@ from ..resources import Ref
 from ..times import human, parse_time
 from ..traffic import get_router
 from .close import close_if_reviewed, write_review
-from .context import HELD, EntryId, IncidentContext
+from .context import HELD, EntryId, IncidentContext, in_force
 from .decide import Step, spec_for
 from .steps import action_context, action_of, apply, refusal
 from .undo import holdings, revert
@@ -93,12 +93,11 @@ def resolve(ctx: IncidentContext, why: tuple[str, str], steps: list[Step], dry_r
 def _tell_users_it_is_monitored(ctx: IncidentContext, steps: list[Step], dry_run: bool) -> None:
     """A status page in force says `monitoring` while resolution waits (capacity, readiness,
     verification, traffic steps): StatusPage's step for Resolving. A resolution done in one
-    pass goes straight to `resolved`, sent with the last words. Only pages opened:
-    resolution never opens one."""
+    pass goes straight to `resolved`, sent with the last words. Only pages opened (in force,
+    also when their last update failed: that one is tried again): resolution never opens one."""
     opened = [
         s for s in steps
-        if s.action.type == "StatusPage"
-        and (ctx.entries.get(s.id) or {}).get("state") == "Applied"
+        if s.action.type == "StatusPage" and in_force(ctx.entries.get(s.id) or {})
     ]  # fmt: skip
     if opened:
         apply(ctx, opened, dry_run)
@@ -109,7 +108,7 @@ def _last_to_go(ctx: IncidentContext) -> set[EntryId]:
     return {
         i
         for i, e in ctx.entries.items()
-        if e.get("state") in HELD and e["action"] in ("TrafficShift", "Notify", "StatusPage")
+        if in_force(e) and e["action"] in ("TrafficShift", "Notify", "StatusPage")
     }
 
 
