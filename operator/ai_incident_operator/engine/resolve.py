@@ -115,9 +115,9 @@ def _last_to_go(ctx: IncidentContext) -> set[EntryId]:
 def _capacity_back(ctx: IncidentContext) -> bool:
     """Undo everything but traffic and pages (the model comes back while users stay on the
     fallback, and nobody is told "resolved" before it is)."""
-    held = sum(e.get("state") in HELD for e in ctx.entries.values())
+    held = len(ctx.held())
     failures = revert(ctx, keep=_last_to_go(ctx))
-    if sum(e.get("state") in HELD for e in ctx.entries.values()) != held:
+    if len(ctx.held()) != held:
         _reread_targets(ctx)  # their ledgers changed: the final sweep must not see old ones
     if failures:
         ctx.condition("Resolved", False, "UndoFailed", "; ".join(failures))
